@@ -1,0 +1,91 @@
+"""Building models: on the CPU for numeric checks, on the meta device for structure.
+
+The meta device gives parameter counts, state_dict layouts and output shapes of even
+7B-parameter models without allocating their memory. Only APIs that timm 0.9.16 already
+had are used here, so the same code drives every release under test.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+# Never reach a model hub, whatever a pretrained config says.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import timm  # noqa: E402
+import timm.models  # noqa: E402
+
+SHRINK_TARGET = 128  # max side of the input for models that accept any size
+
+
+def timm_version() -> str:
+    return timm.__version__
+
+
+def entrypoint_module(model_name: str) -> str:
+    return timm.models.model_entrypoint(model_name).__module__
+
+
+@functools.lru_cache(maxsize=None)
+def pretrained_cfg(model_name: str) -> dict[str, Any]:
+    """The default pretrained config of a model as a plain dict ({} when it has none)."""
+    cfg = timm.models.get_pretrained_cfg(model_name)
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def classifier_prefixes(model_name: str) -> tuple[str, ...]:
+    """State-dict prefixes of the classifier(s) that timm drops when num_classes changes."""
+    classifier = pretrained_cfg(model_name).get("classifier") or ()
+    if isinstance(classifier, str):
+        classifier = (classifier,)
+    return tuple(f"{c}." for c in classifier)
+
+
+def device_context(device: str | torch.device) -> contextlib.AbstractContextManager:
+    """Construct directly on the meta device; elsewhere build on the CPU and move."""
+    return torch.device("meta") if str(device) == "meta" else contextlib.nullcontext()
+
+
+def create(model_name: str, device: str | torch.device = "cpu", **kwargs: Any) -> nn.Module:
+    """timm.create_model, on ``device``, in eval mode (BN uses its running statistics)."""
+    with device_context(device):
+        model = timm.create_model(model_name, **kwargs)
+    if str(device) != "meta":
+        model = model.to(device)
+    return model.eval()
+
+
+def param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def meta_forward_shape(model: nn.Module, input_size: tuple[int, ...], batch_size: int = 2):
+    """Output shape of a forward on the meta device, or the exception it raised."""
+    x = torch.empty((batch_size, *input_size), device="meta")
+    try:
+        with torch.no_grad():
+            return tuple(model(x).shape)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not shape-checkable here"
+        return exc
+
+
+def choose_input_size(model_name: str, meta_model: nn.Module | None) -> tuple[int, ...]:
+    """The input size numeric checks use: the config's fixed size when set, otherwise the
+    size shrunk to SHRINK_TARGET if a meta-device forward proves the model accepts it
+    (ViTs with strict img_size do not), otherwise the native size."""
+    cfg = pretrained_cfg(model_name)
+    native = tuple(cfg.get("input_size") or (3, 224, 224))
+    if cfg.get("fixed_input_size") or meta_model is None:
+        return native
+    if max(native[1:]) <= SHRINK_TARGET:
+        return native
+    min_size = cfg.get("min_input_size")
+    candidate = tuple(min_size) if min_size else (native[0], *(min(s, SHRINK_TARGET) for s in native[1:]))
+    if isinstance(meta_forward_shape(meta_model, candidate), tuple):
+        return candidate
+    return native

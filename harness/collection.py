@@ -1,0 +1,103 @@
+"""Turning a model selection into parametrized tests: one pytest.param per model (and
+per variant), ids that start with the model name, the check-family marker on each
+param, and known issues attached as strict xfails."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+
+from harness import build
+from harness.facts import ModelFacts, facts_for
+from harness.known_issues import matching_issue
+from harness.model_table import FamilyInfo, family_for
+from harness.pytest_plugin import CHECK_FAMILIES, HarnessOptions
+from harness.selection import SelectionError, resolve_models
+from harness.variants import LOAD_MODES, head_variants
+
+_NAMES = pytest.StashKey[list]()
+_CASES = pytest.StashKey[list]()
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    model: str
+    facts: ModelFacts
+    family: FamilyInfo
+    numeric: bool  # False: over --max-params, structural checks on the meta device only
+
+    def __repr__(self) -> str:  # keeps pytest's verbose output readable
+        return self.model
+
+
+def selected_names(config: pytest.Config) -> list[str]:
+    """The run's model names (cheap: no model is built). A bad selection is a usage error."""
+    if _NAMES not in config.stash:
+        opts = HarnessOptions.from_config(config)
+        try:
+            config.stash[_NAMES] = resolve_models(opts.models, opts.exclude)
+        except SelectionError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[_NAMES]
+
+
+def model_cases(config: pytest.Config) -> list[ModelCase]:
+    """The run's models with their meta-device facts, gathered once per process."""
+    if _CASES not in config.stash:
+        opts = HarnessOptions.from_config(config)
+        cases = []
+        for name in selected_names(config):
+            facts = facts_for(name, config.cache.get, config.cache.set)
+            numeric = facts.param_count is not None and facts.param_count <= opts.max_params
+            cases.append(ModelCase(name, facts, family_for(name, facts.module), numeric))
+        config.stash[_CASES] = cases
+    return config.stash[_CASES]
+
+
+def _create_params(cases: list[ModelCase]) -> list:
+    return [pytest.param(c, mode, head, id=f"{c.model}-{mode.id}-{head.id}",
+                         marks=getattr(pytest.mark, mode.check))
+            for c in cases for mode in LOAD_MODES for head in head_variants(c.family)]
+
+
+def _reset_params(cases: list[ModelCase]) -> list:
+    return [pytest.param(c, (cid, dict(kwargs)), id=f"{c.model}-{cid}")
+            for c in cases for cid, kwargs in {"default": {}, **c.family.reset_configs}.items()]
+
+
+def _model_params(cases: list[ModelCase]) -> list:
+    return [pytest.param(c, id=c.model) for c in cases]
+
+
+# argnames a suite test asks for -> how their parameters are generated
+PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
+    ("model_case", "load_mode", "head_variant"): _create_params,
+    ("model_case", "reset_config"): _reset_params,
+    ("model_case",): _model_params,
+}
+
+
+def generate_tests(metafunc: pytest.Metafunc) -> None:
+    for argnames, make in PARAMETRIZERS.items():
+        if set(argnames) <= set(metafunc.fixturenames):
+            metafunc.parametrize(argnames, make(model_cases(metafunc.config)))
+            return
+
+
+def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Enforce one check-family marker per test; attach known issues as strict xfails."""
+    opts = HarnessOptions.from_config(config)
+    version = build.timm_version()
+    for item in items:
+        families = {m.name for m in item.iter_markers() if m.name in CHECK_FAMILIES}
+        if len(families) != 1:
+            raise pytest.UsageError(f"{item.nodeid} carries check markers {sorted(families)}; "
+                                    f"every suite test needs exactly one of {CHECK_FAMILIES}")
+        case = getattr(item, "callspec", None) and item.callspec.params.get("model_case")
+        if case is None or opts.ignore_known_issues:
+            continue
+        issue = matching_issue(case.model, families.pop(), item.callspec.id, version)
+        if issue is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "
+                                                                  f"{issue.reason}"))

@@ -1,0 +1,109 @@
+"""The create and pretrained checks: construct a head variant (optionally loading a
+checkpoint the harness wrote), then assert the load and the forward contract."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from harness import build, checkpoints, compare, heads
+from harness.variants import HeadVariant, LoadMode
+from harness.weights import BATCH_SIZE, fill_deterministic, make_input
+
+
+@dataclass
+class SourceCheckpoint:
+    """The deterministic default-config model, its state_dict, files and outputs: written
+    once per model and worker, shared by every pretrained variant of that model."""
+
+    state_dict: dict[str, torch.Tensor]
+    files: dict[str, Path]
+    logits: torch.Tensor | None  # None on the meta device
+
+
+def make_source(model_name: str, device: str, workdir: Path, input_size) -> SourceCheckpoint:
+    model = build.create(model_name, device=device)
+    if device == "meta":
+        return SourceCheckpoint(model.state_dict(), {}, None)
+    fill_deterministic(model, model_name)
+    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    files = {fmt: checkpoints.write_native_checkpoint(sd, workdir / model_name, fmt)
+             for fmt in checkpoints.FORMATS}
+    with torch.no_grad():
+        logits = model(make_input(model_name, input_size, device=device)).cpu()
+    return SourceCheckpoint(sd, files, logits)
+
+
+def construct(model_name: str, device: str, mode: LoadMode, variant: HeadVariant,
+              source: SourceCheckpoint | None, fmt: str = "safetensors") -> nn.Module:
+    kwargs = dict(variant.kwargs)
+    if mode.pretrained:
+        overlay = (checkpoints.state_dict_overlay(source.state_dict) if device == "meta"
+                   else checkpoints.file_overlay(source.files[fmt]))
+        kwargs.update(mode.kwargs, pretrained=True, pretrained_cfg_overlay=overlay)
+    try:
+        return build.create(model_name, device=device, **kwargs)
+    except Exception as exc:
+        raise AssertionError(
+            f"create_model({model_name!r}, {_fmt_kwargs(mode, variant)}) raised "
+            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _fmt_kwargs(mode: LoadMode, variant: HeadVariant) -> str:
+    kw = dict(variant.kwargs)
+    if mode.pretrained:
+        kw.update(mode.kwargs, pretrained=True)
+    return ", ".join(f"{k}={v!r}" for k, v in kw.items()) or "defaults"
+
+
+def forward(model: nn.Module, model_name: str, input_size, device: str):
+    """Output tensor (numeric) or output shape (meta)."""
+    if device == "meta":
+        shape = build.meta_forward_shape(model, input_size)
+        if isinstance(shape, Exception):
+            return None  # some ops lack meta kernels: structure was still checked
+        return torch.empty(shape, device="meta")
+    with torch.no_grad():
+        return model(make_input(model_name, input_size, device=device))
+
+
+def assert_forward_contract(model: nn.Module, out: torch.Tensor | None, variant: HeadVariant,
+                            batch: int) -> None:
+    requested = variant.kwargs.get("num_classes")
+    if requested is not None and getattr(model, "num_classes", requested) != requested:
+        raise AssertionError(f"model.num_classes is {model.num_classes}, expected {requested}")
+    if out is None:
+        return
+    shape = tuple(out.shape)
+    where = f"forward output for head variant {variant.id!r}"
+    if shape[0] != batch:
+        raise AssertionError(f"{where}: batch dim {shape[0]}, expected {batch} (shape {shape})")
+    if variant.contract == "classes":
+        compare.assert_shape(shape, (batch, model.num_classes), where)
+    elif variant.contract == "features":
+        dims = heads.feature_dims(model)
+        if len(shape) != 2 or shape[1] not in dims:
+            raise AssertionError(f"{where}: shape {shape}, expected (B, num_features) with "
+                                 f"num_features in {sorted(dims)}")
+    elif variant.contract == "unpooled" and len(shape) < 3:
+        raise AssertionError(f"{where}: shape {shape} is pooled; num_classes=0, global_pool='' "
+                             f"must return unpooled features (>= 3 dims)")
+    compare.assert_finite(out, where)
+
+
+def check_variant(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
+                  source: SourceCheckpoint | None) -> None:
+    """One cell of the matrix. Raises AssertionError naming what differed."""
+    model = construct(model_name, device, mode, variant, source)
+    if mode.pretrained:
+        compare.assert_loaded_from(model.state_dict(), source.state_dict,
+                                   build.classifier_prefixes(model_name), variant.changes_head)
+    out = forward(model, model_name, input_size, device)
+    assert_forward_contract(model, out, variant, BATCH_SIZE)
+    if mode.pretrained and not variant.changes_head and source.logits is not None:
+        compare.assert_close(out, source.logits, "logits of the pretrained model vs the checkpoint's source")
+        other = construct(model_name, device, mode, variant, source, fmt="pth")
+        compare.assert_close(forward(other, model_name, input_size, device), source.logits,
+                             "logits after loading the .pth checkpoint")

@@ -1,0 +1,72 @@
+"""Per-family model metadata, one record per family (in the spirit of PyTorch's OpInfo).
+
+Tests are generic templates; everything model-specific lives here as data: which extra
+head kwargs a constructor takes, which pool types reset_classifier accepts, which
+construction configs carry an attention pool. Records are matched on the module that
+defines the model's entrypoint (robust across ~1,400 names), refined by name patterns.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+CNN_POOLS = ("avg", "max", "avgmax", "catavgmax")
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """What the generic checks need to know about one model family.
+
+    head_kwargs: constructor kwargs beyond num_classes/global_pool that select a head,
+        each value tested in the create/pretrained matrix (HRNet's ``head``).
+    pool_types: pools ``reset_classifier(N, pool)`` must accept; ``None`` means only the
+        model's own pool type is exercised (families we have not characterised).
+    reset_configs: extra construction kwargs under which reset_classifier is also checked,
+        e.g. a ViT built with an attention pool (``global_pool='map'``).
+    """
+
+    name: str
+    modules: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ("*",)
+    head_kwargs: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
+    pool_types: tuple[str, ...] | None = None
+    reset_configs: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
+    notes: str = ""
+
+
+FAMILIES: tuple[FamilyInfo, ...] = (
+    FamilyInfo(
+        "hrnet", modules=("hrnet",), head_kwargs=MappingProxyType({"head": ("", "incre")}),
+        pool_types=CNN_POOLS,
+        notes="head='' / 'incre' drop parts of the classification head; pretrained must "
+              "still load (strictly on the backbone).",
+    ),
+    FamilyInfo(
+        "vit", modules=("vision_transformer",), pool_types=("avg", "token"),
+        reset_configs=MappingProxyType({"global_pool_map": MappingProxyType({"global_pool": "map"})}),
+        notes="an attention pool (global_pool='map') cannot be added by reset_classifier, "
+              "but must survive a reset that keeps 'map'.",
+    ),
+    FamilyInfo("deit", modules=("deit",), pool_types=("avg", "token")),
+    FamilyInfo("resnet", modules=("resnet", "resnetv2"), pool_types=CNN_POOLS),
+    FamilyInfo("cspnet", modules=("cspnet",), pool_types=CNN_POOLS),
+    FamilyInfo("dpn", modules=("dpn",), pool_types=CNN_POOLS),
+    FamilyInfo("regnet", modules=("regnet",), pool_types=CNN_POOLS),
+    FamilyInfo("byobnet", modules=("byobnet",), pool_types=("avg", "max", "avgmax")),
+    FamilyInfo("efficientnet", modules=("efficientnet", "mobilenetv3"), pool_types=("avg", "max")),
+    FamilyInfo("convnext", modules=("convnext",), pool_types=("avg", "max")),
+    FamilyInfo("levit", modules=("levit",), pool_types=("avg",)),
+)
+
+DEFAULT_FAMILY = FamilyInfo("default", notes="not characterised: only the model's own pool")
+
+
+def family_for(model_name: str, module: str) -> FamilyInfo:
+    """The first record whose module and name patterns match, else DEFAULT_FAMILY."""
+    short = module.rsplit(".", 1)[-1]
+    for info in FAMILIES:
+        if short in info.modules and any(fnmatch.fnmatchcase(model_name, p) for p in info.patterns):
+            return info
+    return DEFAULT_FAMILY

@@ -1,0 +1,53 @@
+"""pytest wiring for the suites: options, model parametrization, check-family markers,
+known issues as strict xfails, and the end-of-run summary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHECK_FAMILIES = ("create", "pretrained", "reset_classifier", "patch_size", "save_load", "compat",
+                  "reparam", "onnx", "golden", "benchmark")
+DEFAULT_MAX_PARAMS = 100_000_000
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "timm regression harness")
+    group.addoption("--models", default="smoke",
+                    help="comma-separated fnmatch patterns over registered models, 'smoke' (default) or 'all'")
+    group.addoption("--exclude", default="", help="comma-separated fnmatch patterns removed from the selection")
+    group.addoption("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
+                    help=f"models above N parameters get only structural checks on the meta device "
+                         f"(default {DEFAULT_MAX_PARAMS:,})")
+    group.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="where numeric checks run")
+    group.addoption("--golden-dir", default="golden", help="where golden outputs live")
+    group.addoption("--update-golden", action="store_true", help="record golden outputs instead of comparing")
+    group.addoption("--compat-dir", default=None, help="artifacts exported by other timm versions")
+    group.addoption("--ignore-known-issues", action="store_true",
+                    help="run as if the known-issues registry were empty: every failure shows")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in CHECK_FAMILIES:
+        config.addinivalue_line("markers", f"{name}: the {name} check family")
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    models: str
+    exclude: str
+    max_params: int
+    device: str
+    golden_dir: Path
+    update_golden: bool
+    compat_dir: Path | None
+    ignore_known_issues: bool
+
+    @staticmethod
+    def from_config(config: pytest.Config) -> "HarnessOptions":
+        opt = config.getoption
+        compat = opt("--compat-dir")
+        return HarnessOptions(opt("--models"), opt("--exclude"), opt("--max-params"), opt("--device"),
+                              Path(opt("--golden-dir")), opt("--update-golden"),
+                              Path(compat) if compat else None, opt("--ignore-known-issues"))

@@ -1,0 +1,57 @@
+"""Suite fixtures. Parametrization and markers come from harness.collection; the
+fixtures here give each test its device, working directory and shared checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import collection
+from harness.create_checks import SourceCheckpoint, make_source
+from harness.pytest_plugin import HarnessOptions
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    collection.selected_names(config)  # a bad --models is a usage error before collection
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    collection.generate_tests(metafunc)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    collection.apply_markers(config, items)
+
+
+@pytest.fixture(scope="session")
+def harness_options(pytestconfig: pytest.Config) -> HarnessOptions:
+    return HarnessOptions.from_config(pytestconfig)
+
+
+@pytest.fixture
+def device(model_case: collection.ModelCase, harness_options: HarnessOptions) -> str:
+    """'meta' for structural-only models; the requested device otherwise (skips cleanly
+    when CUDA is asked for and absent)."""
+    if not model_case.numeric:
+        return "meta"
+    if harness_options.device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--device cuda: CUDA is not available on this machine")
+    return harness_options.device
+
+
+@pytest.fixture(scope="session")
+def _sources() -> dict:
+    return {}
+
+
+@pytest.fixture
+def source_checkpoint(model_case: collection.ModelCase, device: str, _sources: dict,
+                      tmp_path_factory: pytest.TempPathFactory) -> SourceCheckpoint:
+    """The model's deterministic checkpoint, written once per worker and model."""
+    key = (model_case.model, device)
+    if key not in _sources:
+        workdir = Path(tmp_path_factory.getbasetemp()) / "checkpoints"
+        _sources.clear()  # keep one model's tensors in memory at a time
+        _sources[key] = make_source(model_case.model, device, workdir, model_case.facts.input_size)
+    return _sources[key]
