@@ -48,7 +48,8 @@ def model_cases(config: pytest.Config) -> list[ModelCase]:
         opts = HarnessOptions.from_config(config)
         cases = []
         for name in selected_names(config):
-            facts = facts_for(name, config.cache.get, config.cache.set)
+            cache = getattr(config, "cache", None)
+            facts = facts_for(name, cache and cache.get, cache and cache.set)
             numeric = facts.param_count is not None and facts.param_count <= opts.max_params
             cases.append(ModelCase(name, facts, family_for(name, facts.module), numeric))
         config.stash[_CASES] = cases

@@ -25,6 +25,8 @@ class FamilyInfo:
         model's own pool type is exercised (families we have not characterised).
     reset_configs: extra construction kwargs under which reset_classifier is also checked,
         e.g. a ViT built with an attention pool (``global_pool='map'``).
+    unpooled_features: whether ``num_classes=0, global_pool=''`` is part of the model's
+        contract (distilled heads read fixed tokens and reject it by design).
     """
 
     name: str
@@ -33,6 +35,7 @@ class FamilyInfo:
     head_kwargs: Mapping[str, tuple] = field(default_factory=lambda: MappingProxyType({}))
     pool_types: tuple[str, ...] | None = None
     reset_configs: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
+    unpooled_features: bool = True
     notes: str = ""
 
 
@@ -44,12 +47,15 @@ FAMILIES: tuple[FamilyInfo, ...] = (
               "still load (strictly on the backbone).",
     ),
     FamilyInfo(
-        "vit", modules=("vision_transformer",), pool_types=("avg", "token"),
+        "vit", modules=("vision_transformer",), pool_types=("avg",),
         reset_configs=MappingProxyType({"global_pool_map": MappingProxyType({"global_pool": "map"})}),
         notes="an attention pool (global_pool='map') cannot be added by reset_classifier, "
-              "but must survive a reset that keeps 'map'.",
+              "but must survive a reset that keeps 'map'; 'token' needs a class token, so it "
+              "is exercised only where it is the model's own pool.",
     ),
-    FamilyInfo("deit", modules=("deit",), pool_types=("avg", "token")),
+    FamilyInfo("deit_distilled", modules=("deit",), patterns=("*distilled*",), unpooled_features=False,
+               notes="the distilled head reads the class and distillation tokens: no other pool"),
+    FamilyInfo("deit", modules=("deit",), pool_types=("avg",)),
     FamilyInfo("resnet", modules=("resnet", "resnetv2"), pool_types=CNN_POOLS),
     FamilyInfo("cspnet", modules=("cspnet",), pool_types=CNN_POOLS),
     FamilyInfo("dpn", modules=("dpn",), pool_types=CNN_POOLS),

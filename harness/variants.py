@@ -54,8 +54,10 @@ def head_variants(family: FamilyInfo) -> list[HeadVariant]:
         HeadVariant("num_classes_0", MappingProxyType({"num_classes": 0}), "features"),
         HeadVariant(f"num_classes_{OTHER_NUM_CLASSES}",
                     MappingProxyType({"num_classes": OTHER_NUM_CLASSES}), "classes"),
-        HeadVariant("global_pool_", MappingProxyType({"num_classes": 0, "global_pool": ""}), "unpooled"),
     ]
+    if family.unpooled_features:
+        variants.append(HeadVariant("global_pool_", MappingProxyType({"num_classes": 0, "global_pool": ""}),
+                                    "unpooled"))
     for key, values in family.head_kwargs.items():
         variants += [HeadVariant(f"{key}_{v}", MappingProxyType({key: v}), "custom") for v in values]
     return variants

@@ -2,6 +2,7 @@
 fixtures here give each test its device, working directory and shared checkpoints."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from harness.pytest_plugin import HarnessOptions
 
 def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:  # one intra-op pool per worker, not one per core per worker
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -35,5 +35,5 @@ def test_reset_classifier(model_case, subject):
         apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool)
 
     reset_with_pool()
-    if model_case.family.pool_types is not None:
+    if model_case.family.pool_types is not None and model_case.family.unpooled_features:
         apply_resets(s, [(0, "")], keeps_pool=False)  # unpooled features
