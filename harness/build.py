@@ -46,18 +46,41 @@ def classifier_prefixes(model_name: str) -> tuple[str, ...]:
     return tuple(f"{c}." for c in classifier)
 
 
-def device_context(device: str | torch.device) -> contextlib.AbstractContextManager:
-    """Construct directly on the meta device; elsewhere build on the CPU and move."""
-    return torch.device("meta") if str(device) == "meta" else contextlib.nullcontext()
+@contextlib.contextmanager
+def registered_on_meta():
+    """Build with ordinary (CPU) tensors but move every parameter and buffer to the meta
+    device as it is registered, so constructor code that reads values (older timm calls
+    ``.item()`` on a linspace for drop-path rates) still works; peak memory is one tensor."""
+    orig_param, orig_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def register_parameter(self, name, param):
+        if param is not None and not param.is_meta:
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        orig_param(self, name, param)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        orig_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent=persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = orig_param, orig_buffer
 
 
 def create(model_name: str, device: str | torch.device = "cpu", **kwargs: Any) -> nn.Module:
-    """timm.create_model, on ``device``, in eval mode (BN uses its running statistics)."""
-    with device_context(device):
-        model = timm.create_model(model_name, **kwargs)
+    """timm.create_model, on ``device``, in eval mode (BN uses its running statistics).
+
+    On 'meta', construction runs under the meta device context (fast, nothing is
+    allocated); constructors that need real values fall back to registered_on_meta()."""
     if str(device) != "meta":
-        model = model.to(device)
-    return model.eval()
+        return timm.create_model(model_name, **kwargs).to(device).eval()
+    try:
+        with torch.device("meta"):
+            return timm.create_model(model_name, **kwargs).eval()
+    except Exception:  # noqa: BLE001 - retried below; a real failure re-raises there
+        with registered_on_meta():
+            return timm.create_model(model_name, **kwargs).eval()
 
 
 def param_count(model: nn.Module) -> int:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.report import RunSummary
+
 CHECK_FAMILIES = ("create", "pretrained", "reset_classifier", "patch_size", "save_load", "compat",
                   "reparam", "onnx", "golden", "benchmark")
 DEFAULT_MAX_PARAMS = 100_000_000
@@ -26,11 +28,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--compat-dir", default=None, help="artifacts exported by other timm versions")
     group.addoption("--ignore-known-issues", action="store_true",
                     help="run as if the known-issues registry were empty: every failure shows")
+    group.addoption("--report-dir", default=None, help="write summary.md (and what later reports add) here")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name in CHECK_FAMILIES:
         config.addinivalue_line("markers", f"{name}: the {name} check family")
+    if not hasattr(config, "workerinput"):  # the controller (or a plain run) reports
+        report_dir = config.getoption("--report-dir")
+        config.pluginmanager.register(RunSummary(CHECK_FAMILIES, Path(report_dir) if report_dir else None),
+                                      "harness-summary")
 
 
 @dataclass(frozen=True)

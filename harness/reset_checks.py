@@ -9,9 +9,12 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from harness import build, compare, heads
+from harness.model_table import FamilyInfo
 from harness.weights import BATCH_SIZE, fill_deterministic, make_input
 
 
@@ -70,16 +73,18 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     state: output shape, pooling configuration kept (when the last call keeps the pool
     type), and pre-logits unchanged."""
     model = copy.deepcopy(subject.model)
-    what = " then ".join(f"reset_classifier({', '.join(map(repr, c))})" for c in calls)
+    done: list[str] = []
     for args in calls:
+        done.append(f"reset_classifier({', '.join(map(repr, args))})")
+        what = " then ".join(done)
         _call_reset(model, what, *args)
+        if keeps_pool:  # checked after every step, so the message names the step that broke it
+            changed = heads.diff_signatures(subject.signature, heads.pool_signature(model))
+            if changed:
+                raise AssertionError(f"after {what}: pooling configuration changed:\n  " + "\n  ".join(changed))
     num_classes = calls[-1][0]
     if model.num_classes != num_classes:
         raise AssertionError(f"after {what}: model.num_classes is {model.num_classes}, expected {num_classes}")
-    if keeps_pool:
-        changed = heads.diff_signatures(subject.signature, heads.pool_signature(model))
-        if changed:
-            raise AssertionError(f"after {what}: pooling configuration changed:\n  " + "\n  ".join(changed))
     shape, out = _forward_shape(subject, model)
     pool = calls[-1][1] if len(calls[-1]) > 1 else subject.pool
     if shape is not None:
@@ -97,3 +102,25 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
         with torch.no_grad():
             after = heads.pre_logits(model, subject.x)
         compare.assert_close(after, subject.pre_logits, f"after {what}: pre-logits features")
+
+
+def check_reset_classifier(subject: ResetSubject, family: FamilyInfo, max_examples: int = 6) -> None:
+    """The whole reset_classifier contract for one configured model: (0), (N), the round
+    trip back to the original head, (N, pool) for hypothesis-chosen N and pools, and
+    (0, '') for unpooled features."""
+    s = subject
+    apply_resets(s, [(0,)], keeps_pool=True)
+    apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)
+    if s.pool is not None:
+        apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True)
+        apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True)
+    pools = sorted(set(family.pool_types or ()) | ({s.pool} if s.pool is not None else set()))
+    if pools:
+        @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
+        @given(n=st.integers(min_value=1, max_value=1000), pool=st.sampled_from(pools))
+        def reset_with_pool(n: int, pool: str) -> None:
+            apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool)
+
+        reset_with_pool()
+    if family.pool_types is not None and family.unpooled_features:
+        apply_resets(s, [(0, "")], keeps_pool=False)

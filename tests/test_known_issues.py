@@ -1,0 +1,43 @@
+"""The known-issues registry: matching by model, check, variant and version range, and
+the strict-xfail semantics seen end to end through the suites."""
+import pytest
+
+from harness.known_issues import KNOWN_ISSUES, KnownIssue, matching_issue
+from harness.pytest_plugin import CHECK_FAMILIES
+from tests.helpers import run_suites
+
+ISSUE = KnownIssue("hrnet_*", "pretrained", ">=0.9.16,<1.0.3", reason="r", variant="*-pretrained_nonstrict-*")
+
+
+@pytest.mark.parametrize("model, check, pid, version, hit", [
+    ("hrnet_w18_small", "pretrained", "hrnet_w18_small-pretrained_nonstrict-default", "0.9.16", True),
+    ("hrnet_w18_small", "pretrained", "hrnet_w18_small-pretrained_nonstrict-default", "1.0.3", False),
+    ("hrnet_w18_small", "pretrained", "hrnet_w18_small-pretrained-default", "0.9.16", False),
+    ("hrnet_w18_small", "create", "hrnet_w18_small-pretrained_nonstrict-default", "0.9.16", False),
+    ("resnet18", "pretrained", "resnet18-pretrained_nonstrict-default", "0.9.16", False),
+    ("hrnet_w18_small", "pretrained", "hrnet_w18_small-pretrained_nonstrict-default", "1.0.3.dev0", False),
+])
+def test_matching(model, check, pid, version, hit):
+    assert (matching_issue(model, check, pid, version, registry=(ISSUE,)) is ISSUE) is hit
+
+
+def test_registry_entries_are_well_formed():
+    for issue in KNOWN_ISSUES:
+        assert issue.check in CHECK_FAMILIES, issue
+        assert len(issue.reason) > 40, f"a known issue needs a real reason: {issue}"
+        matching_issue("x", issue.check, "x", "1.0.0", registry=(issue,))  # version spec parses
+
+
+def test_known_issue_is_strict_xfail_and_can_be_ignored(tmp_path):
+    args = ["-p", "tests.known_issue_plugin", "--models", "toy_nan_output,toy_ok", "-m", "create",
+            "-k", "scratch-default"]
+    run = run_suites(args, tmp_path)
+    assert run.outcomes["test_create_variant[toy_nan_output-scratch-default]"] == "xfailed"
+    # a known issue that stops failing fails the run
+    assert run.outcomes["test_create_variant[toy_ok-scratch-default]"] == "failed"
+    assert "XPASS(strict)" in run.messages["test_create_variant[toy_ok-scratch-default]"]
+    assert run.returncode == 1
+
+    ignored = run_suites(args + ["--ignore-known-issues"], tmp_path)
+    assert ignored.outcomes["test_create_variant[toy_nan_output-scratch-default]"] == "failed"
+    assert ignored.outcomes["test_create_variant[toy_ok-scratch-default]"] == "passed"

@@ -1,0 +1,84 @@
+"""Every assertion of the create, pretrained and reset_classifier checks fails on a toy
+model that plants the bug it exists for, and passes on the correct toy (so the checks
+can both pass and fail). The toys are registered by tests/toy_models.py only."""
+from __future__ import annotations
+
+import pytest
+
+from harness.create_checks import check_variant, make_source
+from harness.model_table import family_for
+from harness.reset_checks import check_reset_classifier, make_subject
+from harness.variants import LOAD_MODES, HeadVariant, head_variants
+from tests import toy_models
+
+SIZE = (3, 32, 32)
+MODES = {m.id: m for m in LOAD_MODES}
+FAMILY = toy_models.TOY_FAMILY
+VARIANTS = {v.id: v for v in head_variants(FAMILY)}
+
+
+def run_cell(name: str, mode: str, variant: str, tmp_path) -> None:
+    source = make_source(name, "cpu", tmp_path, SIZE) if MODES[mode].pretrained else None
+    check_variant(name, "cpu", SIZE, MODES[mode], VARIANTS[variant], source)
+
+
+def run_reset(name: str, **config) -> None:
+    check_reset_classifier(make_subject(name, "cpu", SIZE, config), FAMILY, max_examples=4)
+
+
+def test_toy_family_is_found_by_module():
+    assert family_for("toy_ok", toy_models.__name__) == FAMILY
+    assert set(VARIANTS) == {"default", "num_classes_0", "num_classes_7", "global_pool_", "head_"}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_correct_toy_passes_every_cell(mode, variant, tmp_path):
+    run_cell("toy_ok", mode, variant, tmp_path)
+
+
+@pytest.mark.parametrize("config", [{}, {"global_pool": "map"}, {"global_pool": "max"}])
+def test_correct_toy_passes_reset(config):
+    run_reset("toy_ok", **config)
+
+
+@pytest.mark.parametrize("name, mode, variant, message", [
+    ("toy_strict_head", "pretrained", "head_", r"Unexpected key\(s\) in state_dict: .*head_extra"),
+    ("toy_filter_drops_key", "pretrained", "default", r"stage.weight: value differs from the checkpoint"),
+    ("toy_filter_scales", "pretrained", "default", r"stem.weight: value differs from the checkpoint, max abs err"),
+    ("toy_filter_scales", "pretrained_nonstrict", "num_classes_7", r"stem.weight: value differs"),
+    ("toy_nan_output", "scratch", "default", r"values are not finite"),
+    ("toy_pooled_unpooled", "scratch", "global_pool_", r"is pooled; num_classes=0, global_pool=''"),
+    ("toy_wrong_features", "pretrained", "num_classes_0", r"expected \(B, num_features\)"),
+    ("toy_ignores_num_classes", "scratch", "num_classes_7", r"model.num_classes is 1000, expected 7"),
+])
+def test_create_and_pretrained_catch_planted_bug(name, mode, variant, message, tmp_path):
+    with pytest.raises(AssertionError, match=message):
+        run_cell(name, mode, variant, tmp_path)
+
+
+@pytest.mark.parametrize("name, config, message", [
+    ("toy_drop_attn_pool", {"global_pool": "map"},
+     r"after reset_classifier\(0, 'map'\): pooling configuration changed:\n  attn_pool: AttnPool -> None"),
+    ("toy_pool_reset_to_avg", {"global_pool": "max"}, r"global_pool: 'max' -> 'avg'"),
+    ("toy_reinit_prelogits", {}, r"pre-logits features differs: max abs err"),
+    ("toy_stale_num_classes", {}, r"model.num_classes is 1000, expected 0"),
+    ("toy_keep_classifier", {}, r"output shape \(2, 1000\), expected \(B, num_features\)"),
+])
+def test_reset_classifier_catches_planted_bug(name, config, message):
+    with pytest.raises(AssertionError, match=message):
+        run_reset(name, **config)
+
+
+def test_structural_checks_on_meta_catch_strict_head_bug():
+    """Over --max-params the same load runs on the meta device (keys and shapes only)."""
+    source = make_source("toy_strict_head", "meta", None, SIZE)
+    with pytest.raises(AssertionError, match=r"Unexpected key\(s\)"):
+        check_variant("toy_strict_head", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], source)
+    check_variant("toy_ok", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], make_source("toy_ok", "meta", None, SIZE))
+
+
+def test_structural_reset_on_meta_catches_dropped_attention_pool():
+    subject = make_subject("toy_drop_attn_pool", "meta", SIZE, {"global_pool": "map"})
+    with pytest.raises(AssertionError, match="attn_pool: AttnPool -> None"):
+        check_reset_classifier(subject, FAMILY, max_examples=2)

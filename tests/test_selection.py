@@ -1,0 +1,39 @@
+"""Model selection: patterns, 'all', 'smoke', --exclude, and usage errors."""
+import pytest
+import timm
+
+from harness.selection import SMOKE_MODELS, SelectionError, resolve_models
+from tests.helpers import run_suites
+
+REGISTRY = ["resnet18", "resnet50", "vit_tiny_patch16_224", "vit_so150m_patch16_reg4_map_256", "dpn48b"]
+
+
+def test_patterns_are_fnmatch_and_ordered_without_duplicates():
+    assert resolve_models("resnet*,resnet18,vit_*map*", registry=REGISTRY) == [
+        "resnet18", "resnet50", "vit_so150m_patch16_reg4_map_256"]
+
+
+def test_all_and_exclude():
+    assert resolve_models("all", exclude="resnet*,dpn*", registry=REGISTRY) == [
+        "vit_tiny_patch16_224", "vit_so150m_patch16_reg4_map_256"]
+
+
+def test_unknown_pattern_is_an_error_with_a_hint():
+    with pytest.raises(SelectionError, match=r"'resnet1\*8' matches no registered model.*Did you mean: resnet18"):
+        resolve_models("resnet1*8", registry=REGISTRY)
+
+
+def test_exclude_that_removes_everything_is_an_error():
+    with pytest.raises(SelectionError, match="leaves no model"):
+        resolve_models("resnet18", exclude="*", registry=REGISTRY)
+
+
+def test_smoke_models_are_registered_in_this_timm():
+    registered = set(timm.list_models())
+    assert [m for m in SMOKE_MODELS if m not in registered] == []
+
+
+def test_unknown_model_is_a_usage_error_not_an_empty_green_run(tmp_path):
+    run = run_suites(["--models", "nosuchmodel*"], tmp_path)
+    assert run.returncode == 4, run.output  # pytest's usage-error exit code
+    assert "--models pattern 'nosuchmodel*' matches no registered model" in run.output

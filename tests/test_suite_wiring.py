@@ -1,0 +1,50 @@
+"""The suites end to end on toy models: ids start with the model name, each test
+carries exactly one check-family marker, planted bugs fail with their message, the
+summary is printed and written, and CUDA checks skip cleanly without a GPU."""
+import pytest
+import torch
+
+from tests.helpers import run_suites
+
+PLUGIN = ["-p", "tests.toy_models"]
+
+
+def test_suites_fail_on_planted_bugs_and_pass_on_the_correct_toy(tmp_path):
+    run = run_suites(PLUGIN + ["--models", "toy_ok,toy_drop_attn_pool,toy_strict_head",
+                               "--report-dir", str(tmp_path / "reports")], tmp_path)
+    assert run.returncode == 1, run.output
+    failed = run.failed()
+    assert failed == {
+        "test_reset_classifier[toy_drop_attn_pool-global_pool_map]",
+        "test_create_variant[toy_strict_head-pretrained-head_]",
+    }, run.output
+    assert "attn_pool: AttnPool -> None" in run.messages["test_reset_classifier[toy_drop_attn_pool-global_pool_map]"]
+    assert all(t.split("[")[1].startswith(("toy_ok-", "toy_drop_attn_pool-", "toy_strict_head-")) for t in run.outcomes)
+    assert "harness summary" in run.output
+    summary = (tmp_path / "reports" / "summary.md").read_text()
+    assert "| reset_classifier | " in summary and "toy_strict_head-pretrained-head_" in summary
+
+
+def test_one_marker_per_test_selects_one_family(tmp_path):
+    counts = {}
+    for family in ("create", "pretrained", "reset_classifier"):
+        run = run_suites(PLUGIN + ["--models", "toy_ok", "-m", family, "--collect-only"], tmp_path)
+        assert run.returncode == 0, run.output
+        counts[family] = run.output.count("toy_ok")
+    # 5 head variants (default, num_classes_0/7, global_pool_, head_): scratch / 2 pretrained modes
+    assert counts == {"create": 5, "pretrained": 10, "reset_classifier": 2}
+
+
+def test_structural_only_over_max_params(tmp_path):
+    run = run_suites(PLUGIN + ["--models", "toy_strict_head", "--max-params", "10", "-k", "pretrained-head_"],
+                     tmp_path)
+    assert run.outcomes == {"test_create_variant[toy_strict_head-pretrained-head_]": "failed"}
+    assert "Unexpected key(s)" in run.messages["test_create_variant[toy_strict_head-pretrained-head_]"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_cuda_device_skips_cleanly_without_a_gpu(tmp_path):
+    run = run_suites(PLUGIN + ["--models", "toy_ok", "--device", "cuda", "-m", "create"], tmp_path)
+    assert run.returncode == 0, run.output
+    assert set(run.outcomes.values()) == {"skipped"}
+    assert "CUDA is not available" in next(iter(run.messages.values()))
