@@ -38,11 +38,16 @@ def test_values_are_finite_and_variances_positive(key, shape):
 
 
 def test_integer_and_constant_buffers_are_kept():
-    model = build.create("swin_tiny_patch4_window7_224")
-    before = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point()}
-    fill_deterministic(model, "swin_tiny_patch4_window7_224")
+    """Index tables, masks and counters are derived by the constructor: never overwritten."""
+    model = build.create("resnet18")
+    model.register_buffer("mask", torch.ones(4))  # a constant float buffer, like an attention mask
+    before = {k: v.clone() for k, v in model.state_dict().items()
+              if not v.is_floating_point() or k == "mask"}
+    fill_deterministic(model, "resnet18")
     after = model.state_dict()
-    assert before and all(torch.equal(before[k], after[k]) for k in before)
+    assert "bn1.num_batches_tracked" in before and "mask" in before
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(after["bn1.running_var"], torch.ones_like(after["bn1.running_var"]))
 
 
 def test_filled_deep_nets_give_finite_outputs():

@@ -133,7 +133,8 @@ def _entrypoint(name: str, bug: str):
     def entrypoint(pretrained: bool = False, **kwargs):
         head = kwargs.get("head", "classification")
         fixed_strict = head == "classification" and bug != "filter_drops_key"
-        strict = True if bug == "strict_head" else kwargs.pop("pretrained_strict", fixed_strict)
+        # strict_head: strict by default whatever the head (HRNet 0.9.16 minus its kwarg collision)
+        strict = kwargs.pop("pretrained_strict", True if bug == "strict_head" else fixed_strict)
         model_bug = bug if bug in MODEL_BUGS else "ok"
         return build_model_with_cfg(ToyNet, name, pretrained, pretrained_strict=strict,
                                     pretrained_filter_fn=_filter(bug), bug=model_bug, **kwargs)
