@@ -25,12 +25,10 @@ def _install_harness(session: nox.Session) -> None:
 def _install_candidate(session: nox.Session, spec: str) -> None:
     """Install exactly the requested timm, replacing whatever a reused venv held, so a
     reused environment never tests a stale candidate."""
-    if spec == "latest":
-        session.install("--upgrade", "--upgrade-strategy", "only-if-needed", "timm")
-    elif Path(spec).exists():
+    if Path(spec).exists():
         session.install("--no-deps", "--force-reinstall", "-e", spec)
-    else:
-        session.install("--no-deps", "--force-reinstall", f"timm=={spec}")
+    else:  # timm's own dependencies came with the harness install
+        session.install("--no-deps", "--force-reinstall", "--upgrade", "timm" if spec == "latest" else f"timm=={spec}")
     session.run("python", "-c", "import timm; print('candidate timm', timm.__version__, timm.__file__)")
 
 

@@ -3,6 +3,7 @@ per variant), ids that start with the model name, the check-family marker on eac
 param, and known issues attached as strict xfails."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -10,12 +11,13 @@ import pytest
 
 from harness import build
 from harness.facts import ModelFacts, facts_for
-from harness.known_issues import matching_issue
+from harness.known_issues import KnownIssue, matching_issue
 from harness.model_table import FamilyInfo, family_for
 from harness.pytest_plugin import CHECK_FAMILIES, HarnessOptions
 from harness.selection import SelectionError, resolve_models
 from harness.variants import LOAD_MODES, head_variants
 
+KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
 _CASES = pytest.StashKey[list]()
 
@@ -100,5 +102,21 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
             continue
         issue = matching_issue(case.model, families.pop(), item.callspec.id, version)
         if issue is not None:
+            item.stash[KNOWN_ISSUE] = issue
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "
                                                                   f"{issue.reason}"))
+
+
+def enforce_known_issue_match(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:
+    """A known issue covers only the failure it describes: a test xfailed for a message
+    that does not match the entry's regex is reported as a failure."""
+    issue = item.stash.get(KNOWN_ISSUE, None)
+    if issue is None or not issue.match or call.excinfo is None or not hasattr(report, "wasxfail"):
+        return
+    message = str(call.excinfo.value)
+    if not re.search(issue.match, message):
+        del report.wasxfail
+        report.outcome = "failed"
+        report.longrepr = (f"failed for a reason the known issue does not cover.\n"
+                           f"E   known issue expects /{issue.match}/ ({issue.reason})\n"
+                           f"E   got {call.excinfo.typename}: {message}")

@@ -19,7 +19,8 @@ class KnownIssue:
     check: str             # check family marker, e.g. "pretrained"
     timm: str              # PEP 440 specifier set, e.g. "<1.0.11" ("" = every release)
     reason: str
-    variant: str = "*"     # fnmatch over the test's parameter id (after the model name)
+    variant: str = "*"     # fnmatch over the test's full parameter id
+    match: str = ""        # regex the failure message must contain; any other failure still fails
 
     def applies(self, model: str, check: str, param_id: str, timm_version: str) -> bool:
         if check != self.check:
@@ -45,22 +46,28 @@ _STALE_NUM_CLASSES = ("reset_classifier() delegates to head.reset() without upda
                       "which stays 1000 after reset_classifier(0) (seen through 1.0.14; fixed in 1.0.15)")
 
 KNOWN_ISSUES: tuple[KnownIssue, ...] = (
-    KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES),
+    KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
+               match=r"model.num_classes is \d+, expected 0"),
     KnownIssue(
         "levit_*", "pretrained", "<1.0.14",
         reason="checkpoint_filter_fn pairs model and checkpoint keys by position (zip); safetensors "
                "stores keys sorted, so the model's own state_dict saved as .safetensors misaligns and a "
                "bare AssertionError is raised (fixed in 1.0.14 by dropping the old conversion)",
+        match=r"pretrained=True\) raised AssertionError",
     ),
-    KnownIssue("hrnet_*", "create", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE),
-    KnownIssue("hrnet_*", "pretrained", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE),
+    KnownIssue("hrnet_*", "create", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
+               match="no attribute 'downsamp_modules'"),
+    KnownIssue("hrnet_*", "pretrained", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
+               match="no attribute 'downsamp_modules'"),
     KnownIssue(
         "hrnet_*", "pretrained", "<1.0.3", variant="*-pretrained_nonstrict-*",
         reason=_STRICT_COLLISION.format(fn="hrnet") + " (fixed in 1.0.3 by popping it)",
+        match="multiple values for keyword argument 'pretrained_strict'",
     ),
     KnownIssue(
         "mobilenetv3_*,tf_mobilenetv3_*,lcnet_*,fbnetv3_*", "pretrained", "",
         variant="*-pretrained_nonstrict-*", reason=_STRICT_COLLISION.format(fn="mnv3"),
+        match="multiple values for keyword argument 'pretrained_strict'",
     ),
 )
 

@@ -32,6 +32,7 @@ class RunSummary:
         self.report_dir = report_dir
         self.counts: dict[str, Counter] = defaultdict(Counter)
         self.failures: list[tuple[str, str, str]] = []  # (family, test id, first line)
+        self.known: dict[str, list[str]] = defaultdict(list)  # reason -> test ids
         self.models: set[str] = set()
 
     def pytest_runtest_logreport(self, report) -> None:
@@ -55,8 +56,11 @@ class RunSummary:
         match = _PARAM.search(report.nodeid)
         if match:
             self.models.add(match.group(1))
+        test_id = report.nodeid.split("::")[-1]
         if outcome == "failed":
-            self.failures.append((family, report.nodeid.split("::")[-1], _first_line(report)))
+            self.failures.append((family, test_id, _first_line(report)))
+        elif outcome == "known issue":
+            self.known[report.wasxfail].append(test_id)
 
     def table(self) -> Table:
         table = Table(title=f"timm regression harness: {len(self.models)} models")
@@ -75,6 +79,11 @@ class RunSummary:
         if self.failures:
             lines += ["", "## Failures", ""]
             lines += [f"- `{tid}` ({fam}): {msg}" for fam, tid, msg in self.failures]
+        if self.known:
+            lines += ["", "## Known issues", ""]
+            for reason, tests in self.known.items():
+                lines.append(f"- {reason}")
+                lines += [f"  - `{t}`" for t in tests]
         return "\n".join(lines) + "\n"
 
     def render(self, width: int = 120) -> str:
@@ -85,6 +94,9 @@ class RunSummary:
             console.print(f"FAILED {tid} [{family}]: {msg}", highlight=False, markup=False)
         if len(self.failures) > 50:
             console.print(f"... and {len(self.failures) - 50} more failures")
+        for reason, tests in self.known.items():
+            shown = ", ".join(tests[:4]) + (f" and {len(tests) - 4} more" if len(tests) > 4 else "")
+            console.print(f"KNOWN ISSUE x{len(tests)}: {reason}\n    {shown}", highlight=False, markup=False)
         return buf.getvalue()
 
     def write(self, directory: Path) -> Path:

@@ -28,6 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     collection.apply_markers(config, items)
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    collection.enforce_known_issue_match(item, call, outcome.get_result())
+
+
 @pytest.fixture(scope="session")
 def harness_options(pytestconfig: pytest.Config) -> HarnessOptions:
     return HarnessOptions.from_config(pytestconfig)

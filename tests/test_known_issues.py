@@ -25,17 +25,23 @@ def test_registry_entries_are_well_formed():
     for issue in KNOWN_ISSUES:
         assert issue.check in CHECK_FAMILIES, issue
         assert len(issue.reason) > 40, f"a known issue needs a real reason: {issue}"
+        assert issue.match, f"a known issue must name the error it covers: {issue}"
         matching_issue("x", issue.check, "x", "1.0.0", registry=(issue,))  # version spec parses
 
 
 def test_known_issue_is_strict_xfail_and_can_be_ignored(tmp_path):
-    args = ["-p", "tests.known_issue_plugin", "--models", "toy_nan_output,toy_ok", "-m", "create",
-            "-k", "scratch-default"]
+    args = ["-p", "tests.known_issue_plugin", "--models", "toy_nan_output,toy_ok,toy_ignores_num_classes",
+            "-m", "create", "-k", "scratch-default or scratch-num_classes_7"]
     run = run_suites(args, tmp_path)
     assert run.outcomes["test_create_variant[toy_nan_output-scratch-default]"] == "xfailed"
     # a known issue that stops failing fails the run
     assert run.outcomes["test_create_variant[toy_ok-scratch-default]"] == "failed"
     assert "XPASS(strict)" in run.messages["test_create_variant[toy_ok-scratch-default]"]
+    # a known issue covers only the error it names: another failure still fails
+    wrong = "test_create_variant[toy_ignores_num_classes-scratch-num_classes_7]"
+    assert run.outcomes[wrong] == "failed"
+    assert "known issue expects /some other error/" in run.messages[wrong]
+    assert "model.num_classes is 1000, expected 7" in run.messages[wrong]
     assert run.returncode == 1
 
     ignored = run_suites(args + ["--ignore-known-issues"], tmp_path)

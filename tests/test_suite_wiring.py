@@ -25,6 +25,14 @@ def test_suites_fail_on_planted_bugs_and_pass_on_the_correct_toy(tmp_path):
     assert "| reset_classifier | " in summary and "toy_strict_head-pretrained-head_" in summary
 
 
+def test_summary_lists_known_issues_with_their_reason(tmp_path):
+    run = run_suites(["-p", "tests.known_issue_plugin", "--models", "toy_nan_output", "-m", "create",
+                      "-k", "scratch-default", "--report-dir", str(tmp_path)], tmp_path)
+    assert run.returncode == 0, run.output
+    assert "KNOWN ISSUE x1: known issue (timm any): planted: NaN in forward" in run.output
+    assert "## Known issues" in (tmp_path / "summary.md").read_text()
+
+
 def test_one_marker_per_test_selects_one_family(tmp_path):
     counts = {}
     for family in ("create", "pretrained", "reset_classifier"):
