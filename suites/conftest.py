@@ -15,6 +15,8 @@ from harness.pytest_plugin import HarnessOptions
 
 def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # one intra-op pool per worker, not one per core per worker
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
