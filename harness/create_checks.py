@@ -78,27 +78,37 @@ def assert_forward_contract(model: nn.Module, out, variant: HeadVariant, batch: 
     if out is None:
         return
     where = f"forward output for head variant {variant.id!r}"
-    if variant.contract == "custom" and isinstance(out, (list, tuple)):
-        # model-specific heads may return multi-scale features (HRNet head='' / 'incre')
+    contract = variant.contract
+    if contract == "classes" and getattr(model, "num_classes", None) == 0:
+        contract = "features"  # e.g. MIM-pretrained configs whose default head is empty
+    if isinstance(out, (list, tuple)) and contract in ("custom", "unpooled"):
+        # multi-branch features (HRNet head='', EfficientViM global_pool='')
         for i, t in enumerate(out):
-            if t.shape[0] != batch:
-                raise AssertionError(f"{where}[{i}]: batch dim {t.shape[0]}, expected {batch}")
-            compare.assert_finite(t, f"{where}[{i}]")
+            assert_batch_features(t, batch, f"{where}[{i}]", unpooled=contract == "unpooled")
         return
     shape = tuple(out.shape)
     if shape[0] != batch:
         raise AssertionError(f"{where}: batch dim {shape[0]}, expected {batch} (shape {shape})")
-    if variant.contract == "classes":
+    if contract == "classes":
         compare.assert_shape(shape, (batch, model.num_classes), where)
-    elif variant.contract == "features":
+    elif contract == "features":
         dims = heads.feature_dims(model)
         if len(shape) != 2 or shape[1] not in dims:
             raise AssertionError(f"{where}: shape {shape}, expected (B, num_features) with "
                                  f"num_features in {sorted(dims)}")
-    elif variant.contract == "unpooled" and len(shape) < 3:
-        raise AssertionError(f"{where}: shape {shape} is pooled; num_classes=0, global_pool='' "
-                             f"must return unpooled features (>= 3 dims)")
+    elif contract == "unpooled":
+        assert_batch_features(out, batch, where, unpooled=True)
     compare.assert_finite(out, where)
+
+
+def assert_batch_features(t: torch.Tensor, batch: int, where: str, unpooled: bool) -> None:
+    """Batch-first, finite, and (for unpooled features) with spatial or token dims left."""
+    if t.shape[0] != batch:
+        raise AssertionError(f"{where}: batch dim {t.shape[0]}, expected {batch} (shape {tuple(t.shape)})")
+    if unpooled and t.dim() < 3:
+        raise AssertionError(f"{where}: shape {tuple(t.shape)} is pooled; num_classes=0, global_pool='' "
+                             f"must return unpooled features (>= 3 dims)")
+    compare.assert_finite(t, where)
 
 
 def check_variant(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,

@@ -72,8 +72,50 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
         match="multiple values for keyword argument 'pretrained_strict'",
     ),
     KnownIssue(
+        "dla*,mobilenetv3_*,tf_mobilenetv3_*,mobilenetv4_*,fbnetv3_*,lcnet_*,hardcorenas_*,inception_v3,"
+        "mobilenetv5_*", "pretrained", "", variant="*-pretrained_nonstrict-*",
+        reason=_STRICT_COLLISION.format(fn="dla/mnv3/hardcorenas/inception_v3/mnv5") +
+        " (53 registered models in 1.0.31, found by building each with pretrained_strict=False)",
+        match="multiple values for keyword argument 'pretrained_strict'",
+    ),
+    KnownIssue(
+        "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
+        reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "
+               "pretrained_strict=False fails (TypeError/KeyError 'pretrained_strict'; seen 0.9.16, 1.0.3, "
+               "1.0.9; fixed in 1.0.11 by popping it)",
+        match="pretrained_strict",
+    ),
+    KnownIssue(
+        "beit_*", "pretrained", "", variant="*-global_pool_",
+        reason="Beit(global_pool='') builds 'norm' where the avg-pool checkpoint has 'fc_norm'; the "
+               "load is non-strict because the classifier changed, so the pretrained fc_norm is "
+               "dropped and norm keeps its init values (seen 0.9.16, 1.0.12, 1.0.31; ViT remaps it)",
+        match=r"norm.weight: not in the checkpoint",
+    ),
+    KnownIssue(
+        "levit_*", "pretrained", "<1.0.14",
+        reason="checkpoint_filter_fn pairs model and checkpoint keys by position (zip); safetensors "
+               "stores keys sorted, so the model's own state_dict saved as .safetensors misaligns and a "
+               "bare AssertionError is raised (fixed in 1.0.14 by dropping the old conversion)",
+        match=r"pretrained=True\) raised AssertionError",
+    ),
+    KnownIssue("hrnet_*", "create", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
+               match="no attribute 'downsamp_modules'"),
+    KnownIssue("hrnet_*", "pretrained", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
+               match="no attribute 'downsamp_modules'"),
+    KnownIssue(
+        "hrnet_*", "pretrained", "<1.0.3", variant="*-pretrained_nonstrict-*",
+        reason=_STRICT_COLLISION.format(fn="hrnet") + " (fixed in 1.0.3 by popping it)",
+        match="multiple values for keyword argument 'pretrained_strict'",
+    ),
+    KnownIssue(
         "mobilenetv3_*,tf_mobilenetv3_*,lcnet_*,fbnetv3_*", "pretrained", "",
         variant="*-pretrained_nonstrict-*", reason=_STRICT_COLLISION.format(fn="mnv3"),
+        match="multiple values for keyword argument 'pretrained_strict'",
+    ),
+    KnownIssue(
+        "hardcorenas_*", "pretrained", "", variant="*-pretrained_nonstrict-*",
+        reason=_STRICT_COLLISION.format(fn="hardcorenas (_gen_hardcorenas)"),
         match="multiple values for keyword argument 'pretrained_strict'",
     ),
 )

@@ -64,6 +64,8 @@ FAMILIES: tuple[FamilyInfo, ...] = (
     FamilyInfo("efficientnet", modules=("efficientnet", "mobilenetv3"), pool_types=("avg", "max")),
     FamilyInfo("convnext", modules=("convnext",), pool_types=("avg", "max")),
     FamilyInfo("levit", modules=("levit",), pool_types=("avg",)),
+    FamilyInfo("no_unpooled", modules=("efficientvit_mit", "inception_next"), unpooled_features=False,
+               notes="constructors assert 'Cannot disable pooling' for global_pool=''"),
 )
 
 DEFAULT_FAMILY = FamilyInfo("default", notes="not characterised: only the model's own pool")

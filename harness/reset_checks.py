@@ -52,13 +52,20 @@ def make_subject(model_name: str, device: str, input_size, config: dict) -> Rese
     return subject
 
 
-def _forward_shape(subject: ResetSubject, model: nn.Module):
+def _forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list[torch.Tensor]]:
+    """Output shapes and tensors (tensors empty on meta); a list for multi-branch outputs."""
     if subject.numeric:
         with torch.no_grad():
             out = model(subject.x)
-        return tuple(out.shape), out
-    shape = build.meta_forward_shape(model, subject.input_size)
-    return (None, None) if isinstance(shape, Exception) else (shape, None)
+        outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        return [tuple(o.shape) for o in outs], outs
+    try:
+        with torch.no_grad():
+            out = model(subject.x)
+    except Exception:  # noqa: BLE001 - some ops lack meta kernels; structure was still checked
+        return [], []
+    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+    return [tuple(o.shape) for o in outs], []
 
 
 def _call_reset(model: nn.Module, what: str, *args) -> None:
@@ -85,18 +92,20 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     num_classes = calls[-1][0]
     if model.num_classes != num_classes:
         raise AssertionError(f"after {what}: model.num_classes is {model.num_classes}, expected {num_classes}")
-    shape, out = _forward_shape(subject, model)
+    shapes, outs = _forward(subject, model)
     pool = calls[-1][1] if len(calls[-1]) > 1 else subject.pool
-    if shape is not None:
-        if pool == "":
-            if len(shape) < 3:
-                raise AssertionError(f"after {what}: output shape {shape} is pooled, expected unpooled features")
-        elif num_classes > 0:
-            compare.assert_shape(shape, (BATCH_SIZE, num_classes), f"after {what}: output")
-        elif len(shape) != 2 or (keeps_pool and shape[1] not in heads.feature_dims(model)):
-            raise AssertionError(f"after {what}: output shape {shape}, expected (B, num_features) "
-                                 f"with num_features in {sorted(heads.feature_dims(model))}")
-    if out is not None:
+    if pool == "":
+        pooled = [s for s in shapes if len(s) < 3]
+        if pooled:
+            raise AssertionError(f"after {what}: output shapes {shapes} are pooled, expected unpooled features")
+    elif shapes and len(shapes) != 1:
+        raise AssertionError(f"after {what}: {len(shapes)} outputs {shapes}, expected one tensor")
+    elif shapes and num_classes > 0:
+        compare.assert_shape(shapes[0], (BATCH_SIZE, num_classes), f"after {what}: output")
+    elif shapes and (len(shapes[0]) != 2 or (keeps_pool and shapes[0][1] not in heads.feature_dims(model))):
+        raise AssertionError(f"after {what}: output shape {shapes[0]}, expected (B, num_features) "
+                             f"with num_features in {sorted(heads.feature_dims(model))}")
+    for out in outs:
         compare.assert_finite(out, f"after {what}: output")
     if keeps_pool and subject.pre_logits is not None:
         with torch.no_grad():
