@@ -44,7 +44,14 @@ _HRNET_INCRE = ("HighResolutionNet(head='incre') builds no downsamp_modules but 
 _STALE_NUM_CLASSES = ("reset_classifier() delegates to head.reset() without updating model.num_classes, "
                       "which stays 1000 after reset_classifier(0) (seen through 1.0.14; fixed in 1.0.15)")
 
+_FASTVIT_REPMIXER = (
+    "RepMixer.reparameterize() returns early only if self.inference_mode, but never sets it; it "
+    "deletes self.mixer, so a second reparameterize_model raises AttributeError 'RepMixer' object "
+    "has no attribute 'mixer' (seen 0.9.16, 1.0.3, 1.0.12, 1.0.31: not fixed)"
+)
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = (
+    KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES),
     KnownIssue(
         "levit_*", "pretrained", "<1.0.14",
