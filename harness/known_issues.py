@@ -45,7 +45,14 @@ _HRNET_INCRE = ("HighResolutionNet(head='incre') builds no downsamp_modules but 
 _STALE_NUM_CLASSES = ("reset_classifier() delegates to head.reset() without updating model.num_classes, "
                       "which stays 1000 after reset_classifier(0) (seen through 1.0.14; fixed in 1.0.15)")
 
+_FASTVIT_REPMIXER = (
+    "RepMixer.reparameterize() returns early only if self.inference_mode, but never sets it; it "
+    "deletes self.mixer, so a second reparameterize_model raises AttributeError 'RepMixer' object "
+    "has no attribute 'mixer' (seen 0.9.16, 1.0.12, 1.0.31; same code in 1.0.3: not fixed)"
+)
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = (
+    KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),
     KnownIssue(
@@ -84,39 +91,6 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
                "pretrained_strict=False fails (TypeError/KeyError 'pretrained_strict'; seen 0.9.16, 1.0.3, "
                "1.0.9; fixed in 1.0.11 by popping it)",
         match="pretrained_strict",
-    ),
-    KnownIssue(
-        "beit_*", "pretrained", "", variant="*-global_pool_",
-        reason="Beit(global_pool='') builds 'norm' where the avg-pool checkpoint has 'fc_norm'; the "
-               "load is non-strict because the classifier changed, so the pretrained fc_norm is "
-               "dropped and norm keeps its init values (seen 0.9.16, 1.0.12, 1.0.31; ViT remaps it)",
-        match=r"norm.weight: not in the checkpoint",
-    ),
-    KnownIssue(
-        "levit_*", "pretrained", "<1.0.14",
-        reason="checkpoint_filter_fn pairs model and checkpoint keys by position (zip); safetensors "
-               "stores keys sorted, so the model's own state_dict saved as .safetensors misaligns and a "
-               "bare AssertionError is raised (fixed in 1.0.14 by dropping the old conversion)",
-        match=r"pretrained=True\) raised AssertionError",
-    ),
-    KnownIssue("hrnet_*", "create", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
-               match="no attribute 'downsamp_modules'"),
-    KnownIssue("hrnet_*", "pretrained", "<1.0.31", variant="*-head_incre", reason=_HRNET_INCRE,
-               match="no attribute 'downsamp_modules'"),
-    KnownIssue(
-        "hrnet_*", "pretrained", "<1.0.3", variant="*-pretrained_nonstrict-*",
-        reason=_STRICT_COLLISION.format(fn="hrnet") + " (fixed in 1.0.3 by popping it)",
-        match="multiple values for keyword argument 'pretrained_strict'",
-    ),
-    KnownIssue(
-        "mobilenetv3_*,tf_mobilenetv3_*,lcnet_*,fbnetv3_*", "pretrained", "",
-        variant="*-pretrained_nonstrict-*", reason=_STRICT_COLLISION.format(fn="mnv3"),
-        match="multiple values for keyword argument 'pretrained_strict'",
-    ),
-    KnownIssue(
-        "hardcorenas_*", "pretrained", "", variant="*-pretrained_nonstrict-*",
-        reason=_STRICT_COLLISION.format(fn="hardcorenas (_gen_hardcorenas)"),
-        match="multiple values for keyword argument 'pretrained_strict'",
     ),
 )
 
