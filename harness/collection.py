@@ -14,7 +14,6 @@ from harness.facts import ModelFacts, facts_for
 from harness.known_issues import KnownIssue, matching_issue
 from harness.model_table import FamilyInfo, family_for
 from harness.pytest_plugin import CHECK_FAMILIES, HarnessOptions
-from harness.reparam import discover
 from harness.selection import SelectionError, resolve_models
 from harness.variants import LOAD_MODES, head_variants
 
@@ -59,40 +58,33 @@ def model_cases(config: pytest.Config) -> list[ModelCase]:
     return config.stash[_CASES]
 
 
-def _create_params(cases: list[ModelCase], config: pytest.Config) -> list:
+def _create_params(cases: list[ModelCase]) -> list:
     return [pytest.param(c, mode, head, id=f"{c.model}-{mode.id}-{head.id}",
                          marks=getattr(pytest.mark, mode.check))
             for c in cases for mode in LOAD_MODES for head in head_variants(c.family)]
 
 
-def _reset_params(cases: list[ModelCase], config: pytest.Config) -> list:
+def _reset_params(cases: list[ModelCase]) -> list:
     return [pytest.param(c, (cid, dict(kwargs)), id=f"{c.model}-{cid}")
             for c in cases for cid, kwargs in {"default": {}, **c.family.reset_configs}.items()]
 
 
-def _model_params(cases: list[ModelCase], config: pytest.Config) -> list:
+def _model_params(cases: list[ModelCase]) -> list:
     return [pytest.param(c, id=c.model) for c in cases]
 
 
-def reparam_sites(config: pytest.Config, case: ModelCase) -> tuple[str, ...]:
-    """The modules reparameterize_model would touch in this model (cached like the facts)."""
-    cache = getattr(config, "cache", None)
-    return discover(case.model, cache and cache.get, cache and cache.set)
-
-
-def _reparam_params(cases: list[ModelCase], config: pytest.Config) -> list:
+def _reparam_params(cases: list[ModelCase]) -> list:
     """Only reparameterizable models: a model with nothing to fuse is not collected."""
     params = []
     for case in cases:
-        sites = reparam_sites(config, case)
-        if sites:
-            params.append(pytest.param(case, sites, id=case.model))
+        if case.facts.reparam_sites:
+            params.append(pytest.param(case, case.facts.reparam_sites, id=case.model))
     return params
 
 
 # argnames a suite test asks for -> how their parameters are generated from the run's
-# cases (and its config, for generators that cache per-model discoveries); first match wins
-PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase], pytest.Config], list]] = {
+# cases; first match wins
+PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
     ("model_case", "load_mode", "head_variant"): _create_params,
     ("model_case", "reset_config"): _reset_params,
     ("model_case", "reparam_sites"): _reparam_params,
@@ -103,7 +95,7 @@ PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase], pytest.Config], 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
     for argnames, make in PARAMETRIZERS.items():
         if set(argnames) <= set(metafunc.fixturenames):
-            metafunc.parametrize(argnames, make(model_cases(metafunc.config), metafunc.config))
+            metafunc.parametrize(argnames, make(model_cases(metafunc.config)))
             return
 
 

@@ -16,10 +16,12 @@ class ModelFacts:
     param_count: int | None     # None: the model could not be built on the meta device
     input_size: tuple[int, ...]
     meta_error: str = ""
+    reparam_sites: tuple[str, ...] = ()  # modules reparameterize_model would touch
 
     @staticmethod
     def from_json(data: dict) -> "ModelFacts":
-        return ModelFacts(**{**data, "input_size": tuple(data["input_size"])})
+        return ModelFacts(**{**data, "input_size": tuple(data["input_size"]),
+                             "reparam_sites": tuple(data.get("reparam_sites", ()))})
 
 
 def gather(model_name: str) -> ModelFacts:
@@ -29,8 +31,10 @@ def gather(model_name: str) -> ModelFacts:
     except Exception as exc:  # noqa: BLE001 - recorded; the create check reports it properly
         return ModelFacts(model_name, module, None, build.choose_input_size(model_name, None),
                           meta_error=f"{type(exc).__name__}: {exc}"[:300])
+    from harness.reparam import reparam_sites  # reparam builds on this module
+
     return ModelFacts(model_name, module, build.param_count(model),
-                      build.choose_input_size(model_name, model))
+                      build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model))
 
 
 def cache_key(model_name: str) -> str:
@@ -41,7 +45,7 @@ def cache_key(model_name: str) -> str:
     module = sys.modules.get(build.entrypoint_module(model_name))
     path = getattr(module, "__file__", "") or ""
     stamp = int(os.path.getmtime(path)) if path and os.path.exists(path) else 0
-    return f"harness/facts/{build.timm_version()}/{stamp}/{model_name}"
+    return f"harness/facts/v2/{build.timm_version()}/{stamp}/{model_name}"
 
 
 def facts_for(model_name: str, cache_get: Callable | None = None,

@@ -54,21 +54,10 @@ def reparam_sites(model: nn.Module) -> tuple[str, ...]:
 
 def discover(model_name: str, cache_get: Callable | None = None,
              cache_set: Callable | None = None) -> tuple[str, ...]:
-    """The model's reparam sites from its meta-device tree (empty: not reparameterizable),
-    cached like the facts (per timm release and defining file) since a meta build costs
-    ~0.2 s. A model that cannot be built on meta has none; the create check reports it."""
-    key = facts.cache_key(model_name).replace("harness/facts/", "harness/reparam-sites/", 1)
-    if cache_get is not None:
-        cached = cache_get(key, None)
-        if cached is not None:
-            return tuple(cached)
-    try:
-        sites = reparam_sites(build.create(model_name, device="meta"))
-    except Exception:  # noqa: BLE001 - not buildable on meta: nothing to discover here
-        sites = ()
-    if cache_set is not None:
-        cache_set(key, list(sites))
-    return sites
+    """The model's reparam sites (empty: not reparameterizable). They come from the same
+    meta-device build as the other facts, so discovery costs no extra build and shares
+    their cache. A model that cannot be built on meta has none; the create check reports it."""
+    return facts.facts_for(model_name, cache_get, cache_set).reparam_sites
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def test_discovery_names_the_sites_and_uses_the_cache():
     sites = discover("toy_reparam_ok", store.get, store.__setitem__)
     assert sites == ("block:RepBlock.reparameterize", "pre_norm:PreNormBlock.reparameterize")
     (key,) = store
-    store[key] = ["cached:Fake.fuse"]
+    store[key] = {**store[key], "reparam_sites": ["cached:Fake.fuse"]}
     assert discover("toy_reparam_ok", store.get, store.__setitem__) == ("cached:Fake.fuse",)
 
 
