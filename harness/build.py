@@ -87,14 +87,14 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def meta_forward_shape(model: nn.Module, input_size: tuple[int, ...], batch_size: int = 2):
-    """Output shape of a forward on the meta device, or the exception it raised."""
-    x = torch.empty((batch_size, *input_size), device="meta")
+def meta_forward(model: nn.Module, x: torch.Tensor):
+    """The output of a forward on the meta device (shapes only), or None where the model
+    cannot run there (an op without a meta kernel, a value read with .item())."""
     try:
         with torch.no_grad():
-            return tuple(model(x).shape)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not shape-checkable here"
-        return exc
+            return model(x)
+    except Exception:  # noqa: BLE001 - any failure means "not shape-checkable here"
+        return None
 
 
 def choose_input_size(model_name: str, meta_model: nn.Module | None) -> tuple[int, ...]:
@@ -109,6 +109,6 @@ def choose_input_size(model_name: str, meta_model: nn.Module | None) -> tuple[in
         return native
     min_size = cfg.get("min_input_size")
     candidate = tuple(min_size) if min_size else (native[0], *(min(s, SHRINK_TARGET) for s in native[1:]))
-    if isinstance(meta_forward_shape(meta_model, candidate), tuple):
+    if meta_forward(meta_model, torch.empty((2, *candidate), device="meta")) is not None:
         return candidate
     return native

@@ -99,7 +99,7 @@ def generate_tests(metafunc: pytest.Metafunc) -> None:
             return
 
 
-def _drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item]) -> None:
+def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A suite whose generator yields no case for this selection (e.g. the reparam suite
     over models with nothing to fuse) collects pytest's empty-parameter-set placeholder;
     deselect it, so a non-applicable model adds no test at all."""
@@ -117,7 +117,6 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Enforce one check-family marker per test; attach known issues as strict xfails."""
     opts = HarnessOptions.from_config(config)
     version = build.timm_version()
-    _drop_empty_parametrizations(config, items)
     for item in items:
         families = {m.name for m in item.iter_markers() if m.name in CHECK_FAMILIES}
         if len(families) != 1:

@@ -53,19 +53,17 @@ def make_subject(model_name: str, device: str, input_size, config: dict) -> Rese
 
 
 def _forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list[torch.Tensor]]:
-    """Output shapes and tensors (tensors empty on meta); a list for multi-branch outputs."""
+    """Output shapes and tensors, one per branch of a multi-branch output; both empty
+    where a meta-device model cannot run (its structure was still checked)."""
     if subject.numeric:
         with torch.no_grad():
             out = model(subject.x)
-        outs = list(out) if isinstance(out, (list, tuple)) else [out]
-        return [tuple(o.shape) for o in outs], outs
-    try:
-        with torch.no_grad():
-            out = model(subject.x)
-    except Exception:  # noqa: BLE001 - some ops lack meta kernels; structure was still checked
-        return [], []
+    else:
+        out = build.meta_forward(model, subject.x)
+        if out is None:
+            return [], []
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
-    return [tuple(o.shape) for o in outs], []
+    return [tuple(o.shape) for o in outs], outs
 
 
 def _call_reset(model: nn.Module, what: str, *args) -> None:
