@@ -109,6 +109,13 @@ def static_batch_inputs(path: Path) -> list[str]:
     return static
 
 
+def remove_export(path: Path) -> None:
+    """Delete an exported file and its external-data file (the dynamo exporter writes
+    initializers to '<name>.data' next to it)."""
+    for f in (path, path.with_name(f"{path.name}.data")):
+        f.unlink(missing_ok=True)
+
+
 def ort_session(path: Path):
     import onnxruntime as ort
 
@@ -246,9 +253,19 @@ def parity_budget(err32: float, magnitude: float) -> float:
     return NOISE_MULTIPLIER * err32 + MAGNITUDE_FLOOR * magnitude
 
 
-def _float64_outputs(model: nn.Module, batches: dict[int, tuple]) -> dict[int, list[torch.Tensor]] | None:
+def _float64_copy(model: nn.Module) -> nn.Module | None:
+    """Taken before any eval-mode forward, so caches a forward fills (LeViT's attention
+    biases) are built in float64 too."""
     try:
-        model64 = copy.deepcopy(model).double()
+        return copy.deepcopy(model).double()
+    except Exception:  # noqa: BLE001 - the floor of the budget applies
+        return None
+
+
+def _float64_outputs(model64: nn.Module | None, batches: dict[int, tuple]) -> dict[int, list[torch.Tensor]] | None:
+    if model64 is None:
+        return None
+    try:
         return {b: _eager(model64, tuple(a.double() for a in args)) for b, args in batches.items()}
     except Exception:  # noqa: BLE001 - some ops have no float64 kernel; the floor applies
         return None
@@ -283,7 +300,7 @@ def _export_probe(exporter: str, workdir: Path) -> Callable[[nn.Module, dict[int
         except Exception as exc:  # noqa: BLE001
             return f"onnxruntime fails: {_first_line(exc)}"
         finally:
-            path.unlink(missing_ok=True)
+            remove_export(path)
         return None
     return probe
 
@@ -312,8 +329,9 @@ def check_onnx(model_name: str, input_size: tuple[int, ...], exporter: str, work
         try:
             model = reparam.reparameterize_model(model)
         except Exception as exc:
-            raise OnnxCheckError(f"{what}: reparameterize_model raised {_first_line(exc)}") from exc
+            raise OnnxCheckError(f"{what}: reparameterize_model raised {_first_line(exc)}") from None
 
+    model64 = _float64_copy(model)
     path = workdir / f"{model_name}-{exporter}{'-reparam' if reparameterize else ''}.onnx"
     try:
         output_names = export(model, batches[EXPORT_BATCH], path, exporter)
@@ -332,12 +350,12 @@ def check_onnx(model_name: str, input_size: tuple[int, ...], exporter: str, work
         message = ": ".join(parts) + located
         if left:
             message += f"; reparameterize left None where modules were: {', '.join(left)}"
-        raise OnnxCheckError(f"{message}\n{str(exc)[:2000]}") from exc
+        raise OnnxCheckError(f"{message}\n{str(exc)[:2000]}") from None
 
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise OnnxCheckError(f"{what}: onnx.checker rejects the file: {_first_line(exc)}") from exc
+        raise OnnxCheckError(f"{what}: onnx.checker rejects the file: {_first_line(exc)}") from None
 
     static = static_batch_inputs(path)
     if static:
@@ -346,7 +364,8 @@ def check_onnx(model_name: str, input_size: tuple[int, ...], exporter: str, work
                              f"batch size as a Python int?){_located(model, batches, exporter, workdir)}")
 
     eager = {b: _eager(model, args) for b, args in batches.items() if b in RUN_BATCHES}
-    ref64 = _float64_outputs(model, {b: batches[b] for b in RUN_BATCHES})
+    ref64 = _float64_outputs(model64, {b: batches[b] for b in RUN_BATCHES})
+    del model64
     session = ort_session(path)
     errors: dict[int, tuple[float, float]] = {}
     for batch in RUN_BATCHES:
@@ -354,7 +373,7 @@ def check_onnx(model_name: str, input_size: tuple[int, ...], exporter: str, work
             got = ort_run(session, batches[batch])
         except Exception as exc:
             raise OnnxCheckError(f"{what}: onnxruntime run at batch {batch} (exported at batch {EXPORT_BATCH}) "
-                                 f"failed: {_first_line(exc)}{_located(model, batches, exporter, workdir)}") from exc
+                                 f"failed: {_first_line(exc)}{_located(model, batches, exporter, workdir)}") from None
         want = eager[batch]
         if len(got) != len(want):
             raise OnnxCheckError(f"{what}: onnxruntime returned {len(got)} outputs, eager {len(want)}")
@@ -374,5 +393,5 @@ def check_onnx(model_name: str, input_size: tuple[int, ...], exporter: str, work
                     f"{compare.error_summary(g, w)}; budget {NOISE_MULTIPLIER:g} x float32 error {err32:.3g} + "
                     f"{MAGNITUDE_FLOOR:g} x max|out| = {budget:.3g}{_located(model, batches, exporter, workdir)}")
             errors[batch] = max(errors.get(batch, (0.0, budget)), (err, budget))
-    path.unlink(missing_ok=True)
+    remove_export(path)
     return OnnxResult(exporter, errors)
