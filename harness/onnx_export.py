@@ -21,6 +21,7 @@ import contextlib
 import copy
 import io
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ NOISE_MULTIPLIER = 20.0
 MAGNITUDE_FLOOR = 1e-5
 # Bisection: at most this many submodule exports to locate a failure (a hint, bounded).
 MAX_PROBES = 24
+MAX_PROBE_SECONDS = 180.0  # ... and stops descending after this long (dynamo exports are slow)
 PROBE_RTOL = 1e-3  # a submodule's ORT output "differs" beyond this x max|its eager output|
 
 
@@ -208,13 +210,16 @@ def _capture_inputs(model: nn.Module, batches: dict[int, tuple]) -> dict[str, di
 
 def locate_failing_module(model: nn.Module, batches: dict[int, tuple],
                           probe: Callable[[nn.Module, dict[int, tuple]], str | None],
-                          max_probes: int = MAX_PROBES) -> tuple[str, str] | None:
+                          max_probes: int = MAX_PROBES,
+                          max_seconds: float = MAX_PROBE_SECONDS) -> tuple[str, str] | None:
     """(path, what failed) of the deepest module found failing on its own, or None.
 
     Descends from the root: the children of the current module are probed in call order
     with the inputs they saw in eager forwards, and the first that fails becomes current.
     ``probe(module, inputs_by_batch)`` returns a failure description or None. Children
-    with non-tensor or keyword inputs are not probed; at most ``max_probes`` probes run."""
+    with non-tensor or keyword inputs are not probed; at most ``max_probes`` probes run,
+    and none starts after ``max_seconds`` (the deepest failing module found so far is kept)."""
+    deadline = time.monotonic() + max_seconds
     captured = _capture_inputs(model, batches)
     current, found, probes = "", None, 0
     while probes < max_probes:
@@ -223,7 +228,7 @@ def locate_failing_module(model: nn.Module, batches: dict[int, tuple],
                     and len(captured[p]) == len(batches)]
         failing = None
         for path in children:
-            if probes >= max_probes:
+            if probes >= max_probes or time.monotonic() > deadline:
                 break
             probes += 1
             try:
