@@ -82,12 +82,23 @@ def _reparam_params(cases: list[ModelCase]) -> list:
     return params
 
 
+def _onnx_params(cases: list[ModelCase]) -> list:
+    """Each model x exporter, plus the same after reparameterize_model for models with
+    reparam sites: ids '<model>-<exporter>' and '<model>-<exporter>-reparam'."""
+    from harness.onnx_export import EXPORTERS
+
+    return [pytest.param(c, exporter, rep, id=f"{c.model}-{exporter}{'-reparam' if rep else ''}")
+            for c in cases for rep in ((False, True) if c.facts.reparam_sites else (False,))
+            for exporter in EXPORTERS]
+
+
 # argnames a suite test asks for -> how their parameters are generated from the run's
 # cases; first match wins
 PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
     ("model_case", "load_mode", "head_variant"): _create_params,
     ("model_case", "reset_config"): _reset_params,
     ("model_case", "reparam_sites"): _reparam_params,
+    ("model_case", "exporter", "reparameterized"): _onnx_params,
     ("model_case",): _model_params,
 }
 
