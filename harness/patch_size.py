@@ -232,3 +232,44 @@ def check_structure(case: PatchCase) -> None:
 
 __all__ = ["PatchCase", "PatchSource", "patch_cases", "make_patch_source", "check_patch_case", "probe",
            "UnsupportedLayout"]
+
+
+def coverage(models: list[str] | None = None) -> dict:
+    """Pretrained tags of patch-embedding models (any model whose meta build has a Conv2d
+    patch_embed.proj) and how many of them the suite collects, per checkpoint family."""
+    import timm
+
+    from harness.family_writers import WRITERS
+
+    models = sorted({t.split(".", 1)[0] for t in timm.list_pretrained()}) if models is None else models
+    totals = dict(patch_models=0, patch_tags=0, covered_models=0, covered_tags=0, written_tag_families=0,
+                  tag_families=0, uncovered_modules={})
+    for name in models:
+        try:
+            meta = build.create(name, device="meta")
+        except Exception:  # noqa: BLE001 - not buildable on meta: counted as not a patch model
+            continue
+        proj = getattr(getattr(meta, "patch_embed", None), "proj", None)
+        if not isinstance(proj, nn.Conv2d):
+            continue
+        tags = pretrained_tags(name)
+        totals["patch_models"] += 1
+        totals["patch_tags"] += len(tags)
+        if probe(name) is None:
+            mod = build.entrypoint_module(name).rsplit(".", 1)[-1]
+            totals["uncovered_modules"][mod] = totals["uncovered_modules"].get(mod, 0) + len(tags)
+            continue
+        totals["covered_models"] += 1
+        totals["covered_tags"] += len(tags)
+        for tag in tags:
+            for fam in tag_families(tag).families:
+                totals["tag_families"] += 1
+                totals["written_tag_families"] += fam in WRITERS
+    return totals
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(coverage(sys.argv[1].split(",") if len(sys.argv) > 1 else None), indent=1))
