@@ -27,7 +27,7 @@ from harness.weights import BATCH_SIZE, fill_deterministic, make_input, seed_for
 
 # Model modules whose models take patch_size/img_size and resample on load (a probe on
 # the meta device confirms each model).
-PATCH_MODULES = ("timm.models.vision_transformer", "timm.models.deit")
+PATCH_MODULES = ("timm.models.vision_transformer", "timm.models.deit", "timm.models.eva")
 # state_dict keys whose shape follows the geometry (everything else must load unchanged)
 GEOMETRY_KEYS = re.compile(r"^(patch_embed\.proj\.weight|pos_embed)$")
 IMG_SHRINK = 0.7          # new grid = round(0.7 x original grid), e.g. 224/16: 14 -> 10 (img_size 160)
