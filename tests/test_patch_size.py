@@ -76,3 +76,13 @@ def test_suite_catches_the_planted_bug_end_to_end(tmp_path):
         "test_patch_size[toy_vit_openclip_early_return.laion-open_clip-patch_size_16]",
         "test_patch_size[toy_vit_openclip_early_return.laion-open_clip-img_size_24]"}, run.output
     assert len(run.outcomes) == 12 and all(t.startswith("test_patch_size[toy_vit_") for t in run.outcomes)
+
+
+def test_structural_cases_on_meta_check_the_implied_shapes():
+    for case in patch_cases("toy_vit_ok"):
+        check_patch_case(case, "meta", None)
+    bad = patch_cases("toy_vit_ok")[1]
+    wrong = type(bad)(bad.tag, bad.family, bad.geometry_id, bad.kwargs,
+                      type(bad.geometry)(bad.geometry.patch, bad.geometry.img, bad.geometry.prefix_tokens + 1))
+    with pytest.raises(AssertionError, match="pos_embed"):
+        check_patch_case(wrong, "meta", None)
