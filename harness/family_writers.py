@@ -168,6 +168,46 @@ def write_openai_clip(model: nn.Module, name: str, directory: Path) -> Path:
     return _torch_save(sd, directory / FAMILIES["openai_clip"].file_name)
 
 
+def write_open_clip_trunk(model: nn.Module, name: str, directory: Path) -> Path:
+    """OpenCLIP with a timm trunk (EVA02-CLIP, ConvNeXt-CLIP): an open_clip CLIP whose
+    TimmModel trunk open_clip builds itself (``timm_proj=None``: the trunk's head is the
+    projection); the trunk's keys must be the timm model's own, and carry its values."""
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    arch = name.split(".", 1)[0]
+    num_classes = getattr(model, "num_classes", 0)
+    if not num_classes:
+        raise UnsupportedLayout("an OpenCLIP timm trunk ends in the projection: num_classes must be > 0")
+    text_cfg, pool = CLIPTextCfg(context_length=8, vocab_size=64, width=64, heads=1, layers=1), None
+    for oc_arch in open_clip.list_models():
+        cfg = open_clip.get_model_config(oc_arch) or {}
+        v = cfg.get("vision_cfg", {})
+        if v.get("timm_model_name") == arch and not v.get("timm_proj") and cfg.get("embed_dim") == num_classes \
+                and not cfg.get("custom_text"):
+            text_cfg, pool = CLIPTextCfg(**cfg["text_cfg"]), v.get("timm_pool")
+            break
+    pool = pool or getattr(model, "global_pool", "avg")
+    vision_cfg = CLIPVisionCfg(timm_model_name=arch, timm_model_pretrained=False, timm_pool=pool, timm_proj=None,
+                               image_size=tuple(model.pretrained_cfg.get("input_size", (3, 224, 224))[1:]))
+    try:
+        oc = CLIP(num_classes, vision_cfg, text_cfg).eval()
+    except Exception as exc:  # noqa: BLE001 - the trunk cannot take this configuration
+        raise UnsupportedLayout(f"open_clip cannot build a {arch} trunk: {exc}") from exc
+    fill_deterministic(oc, f"{name}/open_clip")
+    out = {k: v.detach().clone() for k, v in oc.state_dict().items()}
+    timm_sd = _sd(model)
+    trunk = {k[len("visual.trunk."):] for k in out if k.startswith("visual.trunk.")}
+    if trunk != set(timm_sd):
+        raise UnsupportedLayout(f"open_clip trunk keys differ from timm's: {sorted(trunk ^ set(timm_sd))[:8]}")
+    for k, v in timm_sd.items():
+        if tuple(out[f"visual.trunk.{k}"].shape) != tuple(v.shape):
+            raise UnsupportedLayout(f"visual.trunk.{k}: open_clip shape {tuple(out[f'visual.trunk.{k}'].shape)} "
+                                    f"vs timm {tuple(v.shape)}")
+        out[f"visual.trunk.{k}"] = v
+    return _torch_save(out, directory / FAMILIES["open_clip_trunk"].file_name)
+
+
 # --- DINOv2 ----------------------------------------------------------------------------------
 
 def write_dinov2(model: nn.Module, name: str, directory: Path) -> Path:
@@ -281,6 +321,7 @@ WRITERS: dict[str, Callable[[nn.Module, str, Path], Path]] = {
     "third_party_hub": write_timm,
     "open_clip": write_open_clip,
     "open_clip_ddp": write_open_clip_ddp,
+    "open_clip_trunk": write_open_clip_trunk,
     "openai_clip": write_openai_clip,
     "dinov2": write_dinov2,
     "vit_jax_npz": write_vit_jax_npz,

@@ -25,6 +25,7 @@ ROUND_TRIPS = [
     ("dinov2", "vit_small_patch14_reg4_dinov2.lvd142m", DINO),
     ("dinov2", "vit_giant_patch14_dinov2.lvd142m", dict(DINO, embed_dim=96)),  # SwiGLU: w12/w3
     ("ijepa", "vit_huge_patch14_gap_224.in1k_ijepa", DINO),
+    ("open_clip_trunk", "eva02_tiny_patch14_224.mim_in22k", dict(num_classes=16)),  # open_clip builds the trunk
 ]
 
 
@@ -32,7 +33,9 @@ def write_and_load(family: str, tag: str, kwargs: dict, tmp_path):
     model = build.create(tag, **kwargs)
     fill_deterministic(model, tag)
     path = write_family(family, model, tag, tmp_path)
-    loaded = build.create(tag, pretrained=True, pretrained_cfg_overlay=load_overlay(family, path), **kwargs)
+    # the overlay's num_classes matches the model's, so timm keeps the (projection) head
+    overlay = dict(load_overlay(family, path), num_classes=model.num_classes)
+    loaded = build.create(tag, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     return model, loaded, path
 
 
