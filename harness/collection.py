@@ -92,6 +92,14 @@ def _onnx_params(cases: list[ModelCase]) -> list:
             for exporter in EXPORTERS]
 
 
+def _patch_size_params(cases: list[ModelCase]) -> list:
+    """One param per (pretrained tag, its checkpoint family, geometry) of patch-embedding
+    models (probed on the meta device); other models are not collected."""
+    from harness.patch_size import patch_cases
+
+    return [pytest.param(c, pc, id=repr(pc)) for c in cases for pc in patch_cases(c.model)]
+
+
 # argnames a suite test asks for -> how their parameters are generated from the run's
 # cases; first match wins
 PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
@@ -99,6 +107,7 @@ PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
     ("model_case", "reset_config"): _reset_params,
     ("model_case", "reparam_sites"): _reparam_params,
     ("model_case", "exporter", "reparameterized"): _onnx_params,
+    ("model_case", "patch_case"): _patch_size_params,
     ("model_case",): _model_params,
 }
 
