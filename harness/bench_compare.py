@@ -271,7 +271,7 @@ def measure_rounds(side: Side, args: WorkerArgs, rounds: int, log=print) -> tupl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench_compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--models", help="comma-separated model names")
+    parser.add_argument("--models", help="comma-separated fnmatch patterns, 'smoke' or 'all' (as the suites)")
     parser.add_argument("--baseline-timm", help="directory holding the baseline timm package (put on PYTHONPATH)")
     parser.add_argument("--candidate-timm", default=None, help="candidate timm directory (default: importable timm)")
     parser.add_argument("--stored", default=None, help="compare against / save a stored baseline in this folder "
@@ -299,7 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --baseline-timm DIR (interleaved comparison) or --stored DIR (stored baseline)")
     if ns.baseline_timm and not (Path(ns.baseline_timm) / "timm" / "__init__.py").exists():
         parser.error(f"--baseline-timm {ns.baseline_timm}: no timm package there (expected timm/__init__.py)")
-    models = tuple(m.strip() for m in ns.models.split(",") if m.strip())
+    from harness.selection import SelectionError, resolve_models
+
+    try:
+        models = tuple(resolve_models(ns.models))
+    except SelectionError as exc:
+        parser.error(str(exc))
     args = WorkerArgs(models, ns.device, ns.batch_size or (256 if ns.device == "cuda" else 2), ns.img_size, ns.amp,
                       ns.channels_last, ns.warmup, ns.iters, tuple(ns.imports))
     candidate = Side("candidate", ns.candidate_timm)

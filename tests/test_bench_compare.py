@@ -49,7 +49,7 @@ def test_interleaved_processes_flag_the_planted_slowdown_only():
     """One run, five rounds: toy_bench_slow sleeps 1.5x on the candidate side (planted),
     toy_bench is the same on both sides (A/A). The measured ratio of the slow toy is under
     1.5 because the forward's own compute and the machine's load add to both sides."""
-    args = WorkerArgs(("toy_bench", "toy_bench_slow"), warmup=1, iters=5, imports=("tests.toy_bench_models",))
+    args = WorkerArgs(("toy_bench", "toy_bench_slow"), warmup=1, iters=3, imports=("tests.toy_bench_models",))
     verdicts = bench_compare.compare_sides(Side("baseline"), Side("candidate", env={toy_bench_models.ENV: "1.5"}),
                                            args, rounds=5, log=lambda *_: None)
     by_model = {v.model: v for v in verdicts}

@@ -56,7 +56,7 @@ def test_update_summarizes_what_changed(recorded, monkeypatch):
     assert line.startswith(f"{TOY}: unchanged within noise (") and "logits 0," in line, line
     monkeypatch.setenv(toy_golden_models.ENV, "scale")
     line = golden.update_golden(TOY, SIZE, recorded)
-    assert line.startswith(f"{TOY}: CHANGED: logits: max abs err"), line
+    assert line.startswith(f"{TOY}: CHANGED: ") and "| logits: max abs err" in line and "argmax agrees" in line, line
     golden.check_golden(TOY, SIZE, recorded)  # the new record is the reference now
 
 
