@@ -334,7 +334,9 @@ class Comparison:
     profile: str
     keys: tuple[KeyResult, ...]
     layout_changes: tuple[str, ...]   # empty: the state_dict layout is the recorded one
-    other_changes: tuple[str, ...]    # input size, features shape
+    other_changes: tuple[str, ...]    # forward_features shape
+    notes: tuple[str, ...] = ()       # shown, not failing: the default input size moved (the
+                                      # comparison runs at the recorded size)
 
     @property
     def ok(self) -> bool:
@@ -351,7 +353,7 @@ class Comparison:
             head = (f"golden mismatch for {self.model} [{self.profile}]: state_dict layout unchanged, "
                     f"only the numbers differ" if bad else
                     f"golden mismatch for {self.model} [{self.profile}]")
-        lines = [head] + [f"  {c}" for c in self.other_changes]
+        lines = [head] + [f"  {c}" for c in self.other_changes + self.notes]
         lines += [f"  {'FAIL' if not k.ok else 'ok  '} {k.describe()}" for k in self.keys]
         return "\n".join(lines)
 
@@ -385,12 +387,13 @@ def compare(golden: Golden, outputs: dict[str, torch.Tensor], features_shape: tu
         results.append(compare_key(key, outputs[key], ref, float(golden.err32.get(key, 0.0)), tol))
     layout_changes = () if layout_signature(layout) == meta.get("layout_sha") else \
         tuple(layout_diff(layout, golden.layout) or [f"signature {layout_signature(layout)} vs {meta.get('layout_sha')}"])
-    other = []
+    other, notes = [], []
     if list(input_size) != list(meta.get("input_size", input_size)):
-        other.append(f"input size {tuple(input_size)} (golden {tuple(meta['input_size'])})")
+        notes.append(f"note: the model's input size is now {tuple(input_size)}; compared at the recorded "
+                     f"{tuple(meta['input_size'])}")
     if list(features_shape) != list(meta.get("features_shape", features_shape)):
         other.append(f"forward_features shape {tuple(features_shape)} (golden {tuple(meta['features_shape'])})")
-    return Comparison(golden.model, profile, tuple(results), layout_changes, tuple(other))
+    return Comparison(golden.model, profile, tuple(results), layout_changes, tuple(other), tuple(notes))
 
 
 def check_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path, device: str = "cpu",
