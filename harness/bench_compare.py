@@ -133,6 +133,10 @@ def judge(model: str, baseline: list[float], candidate: list[float], paired: boo
 
 # ---------------------------------------------------------------- measuring
 
+def _log(message: str) -> None:
+    print(message, flush=True)  # rounds are minutes apart: show progress as it happens
+
+
 @dataclass(frozen=True)
 class Side:
     """One timm to measure: its directory goes first on PYTHONPATH (None: the importable
@@ -197,7 +201,7 @@ def worker_main(spec: str) -> None:
 
 
 def measure_interleaved(baseline: Side, candidate: Side, args: WorkerArgs, rounds: int = DEFAULT_ROUNDS,
-                        log=print) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str]]:
+                        log=_log) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str]]:
     """Per-model lists of per-round medians for both sides; sides alternate going first."""
     times = {baseline.name: {m: [] for m in args.models}, candidate.name: {m: [] for m in args.models}}
     versions = {}
@@ -215,7 +219,7 @@ def measure_interleaved(baseline: Side, candidate: Side, args: WorkerArgs, round
 
 
 def compare_sides(baseline: Side, candidate: Side, args: WorkerArgs, rounds: int = DEFAULT_ROUNDS,
-                  threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA, log=print
+                  threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA, log=_log
                   ) -> list[ModelVerdict]:
     base, cand, _ = measure_interleaved(baseline, candidate, args, rounds, log)
     return [judge(m, base[m], cand[m], paired=True, threshold=threshold, alpha=alpha) for m in args.models]
@@ -255,7 +259,7 @@ def load_baseline(path: Path, models: tuple[str, ...]) -> dict:
     return data
 
 
-def measure_rounds(side: Side, args: WorkerArgs, rounds: int, log=print) -> tuple[dict[str, list[float]], str]:
+def measure_rounds(side: Side, args: WorkerArgs, rounds: int, log=_log) -> tuple[dict[str, list[float]], str]:
     times, version = {m: [] for m in args.models}, ""
     for r in range(rounds):
         result = run_round(side, args)
