@@ -1,5 +1,6 @@
-"""nox sessions: `tests` (the harness's own tests; .ci/run runs exactly this) and
-`compat` (the suites on a candidate timm: `latest`, a version, or a checkout path)."""
+"""nox sessions: `tests` (the harness's own tests; .ci/run runs exactly this),
+`compat` (the suites on a candidate timm: `latest`, a version, or a checkout path) and
+`golden` (record golden outputs with --update-golden, or compare with --check)."""
 from __future__ import annotations
 
 import os
@@ -69,3 +70,17 @@ def compat(session: nox.Session) -> None:
         pytest_args = ["--models", "smoke", *pytest_args]
     session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "-q", "-rfE",
                 "--report-dir=reports", "--junitxml=reports/junit.xml", *pytest_args)
+
+
+@nox.session
+def golden(session: nox.Session) -> None:
+    """Record golden outputs (`--update-golden`) for the selection, printing what changed.
+    `nox -s golden -- --check [pytest args]` compares instead; default selection: smoke."""
+    _install_harness(session)
+    args = list(session.posargs)
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
+    if not any(a == "--models" or a.startswith("--models=") for a in args):
+        args = ["--models", "smoke", *args]
+    session.run("python", "-m", "pytest", "suites", "-m", "golden", "-n", WORKERS, "-q", "-rfE",
+                "--report-dir=reports", *([] if check else ["--update-golden"]), *args)

@@ -29,6 +29,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ignore-known-issues", action="store_true",
                     help="run as if the known-issues registry were empty: every failure shows")
     group.addoption("--report-dir", default=None, help="write summary.md (and what later reports add) here")
+    add_golden_benchmark_options(group)
+
+
+def add_golden_benchmark_options(group) -> None:
+    """Options of the golden and benchmark families (precision, throughput settings)."""
+    group.addoption("--golden-precision", default="float32", choices=("float32", "bf16", "fp16"),
+                    help="golden comparison precision: float32 (TF32 off on CUDA) or bf16/fp16 autocast")
+    group.addoption("--bench-batch-size", type=int, default=None,
+                    help="benchmark batch size (default 256 on cuda, 8 on cpu)")
+    group.addoption("--bench-img-size", type=int, default=None,
+                    help="benchmark input side (default: the model's pretrained input size)")
+    group.addoption("--bench-amp", default="none", choices=("none", "bf16", "fp16"), help="benchmark under autocast")
+    group.addoption("--bench-channels-last", action="store_true", help="benchmark in channels_last memory format")
+    group.addoption("--bench-warmup", type=int, default=3, help="benchmark warm-up steps (not timed)")
+    group.addoption("--bench-rounds", type=int, default=10, help="benchmark timed steps per model")
+    group.addoption("--bench-csv", default=None,
+                    help="write timm benchmark.py style CSV here (default: <report-dir>/benchmark.csv)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import collection
+from harness import benchmark, collection, golden_report
 from harness.create_checks import SourceCheckpoint, make_source
 from harness.pytest_plugin import HarnessOptions
 
 
 def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
+    golden_report.register(config)
+    benchmark.register(config)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -1,0 +1,132 @@
+"""The golden check family: it catches a planted change of 1e-3 relative in one layer,
+accepts float32 reordering noise (another summation order, another thread count), names
+a state_dict layout change, and fails clearly on a missing or corrupt file. Toy:
+tests/toy_golden_models.py."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import golden
+from tests import toy_golden_models
+from tests.helpers import run_suites
+
+TOY, SIZE = "toy_golden", (3, 32, 32)
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    assert golden.update_golden(TOY, SIZE, tmp_path) == f"{TOY}: new"
+    return tmp_path
+
+
+def test_correct_toy_matches_its_record(recorded):
+    result = golden.check_golden(TOY, SIZE, recorded)
+    assert {k.key for k in result.keys} == {"logits", "pre_logits", "features"}
+    assert all(k.ok and 0 < k.max_abs <= k.budget for k in result.keys)
+
+
+def test_planted_relative_change_of_1e3_in_one_layer_fails_with_numbers(recorded, monkeypatch):
+    monkeypatch.setenv(toy_golden_models.ENV, "scale")
+    with pytest.raises(AssertionError) as exc:
+        golden.check_golden(TOY, SIZE, recorded)
+    message = str(exc.value)
+    assert "golden mismatch for toy_golden [cpu-float32]: state_dict layout unchanged, only the numbers" in message
+    assert "FAIL logits: max abs err" in message and "max rel err" in message and "argmax agrees" in message
+    assert "FAIL features" in message
+
+
+def test_float32_reordering_is_accepted_as_noise(recorded, monkeypatch):
+    base, _, _ = golden.run_candidate(TOY, SIZE, "cpu", "float32")
+    monkeypatch.setenv(toy_golden_models.ENV, "reorder")
+    reordered, _, _ = golden.run_candidate(TOY, SIZE, "cpu", "float32")
+    assert not torch.equal(base["logits"], reordered["logits"]), "the toy must really reorder"
+    golden.check_golden(TOY, SIZE, recorded)
+
+
+def test_layout_change_is_named(recorded, monkeypatch):
+    monkeypatch.setenv(toy_golden_models.ENV, "rename")
+    with pytest.raises(AssertionError, match=r"the state_dict layout changed \(4 differences: missing stage.bias; "
+                                             r"missing stage.weight; unexpected stage_renamed.bias"):
+        golden.check_golden(TOY, SIZE, recorded)
+
+
+def test_update_summarizes_what_changed(recorded, monkeypatch):
+    line = golden.update_golden(TOY, SIZE, recorded)
+    assert line.startswith(f"{TOY}: unchanged within noise (") and "logits 0," in line, line
+    monkeypatch.setenv(toy_golden_models.ENV, "scale")
+    line = golden.update_golden(TOY, SIZE, recorded)
+    assert line.startswith(f"{TOY}: CHANGED: ") and "| logits: max abs err" in line and "argmax agrees" in line, line
+    golden.check_golden(TOY, SIZE, recorded)  # the new record is the reference now
+
+
+def test_real_model_thread_noise_passes_and_a_planted_layer_change_fails(tmp_path, monkeypatch):
+    name, size = "resnet18", (3, 64, 64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        golden.update_golden(name, size, tmp_path)
+        torch.set_num_threads(1)
+        golden.check_golden(name, size, tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    built = golden._built
+
+    def planted(model_name, device):
+        model = built(model_name, device)
+        model.layer3.register_forward_hook(lambda m, i, out: out * (1 + 1e-3))
+        return model
+
+    monkeypatch.setattr(golden, "_built", planted)
+    with pytest.raises(AssertionError, match="only the numbers differ"):
+        golden.check_golden(name, size, tmp_path)
+
+
+def test_missing_and_corrupt_files_are_clear_errors(tmp_path):
+    with pytest.raises(golden.GoldenFileError, match=r"no golden outputs for toy_golden: .* does not exist. Record "
+                                                     r"them with:\n  python -m pytest suites -m golden --models "
+                                                     r"'toy_golden' --update-golden --golden-dir "):
+        golden.check_golden(TOY, SIZE, tmp_path)
+    path = golden.golden_path(tmp_path, TOY)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x00not a safetensors file")
+    with pytest.raises(golden.GoldenFileError, match=r"is corrupt or not a harness-golden/1 file .* Re-record"):
+        golden.check_golden(TOY, SIZE, tmp_path)
+
+
+def test_autocast_profile_accepts_bf16_on_cpu(recorded):
+    result = golden.check_golden(TOY, SIZE, recorded, precision="bf16")
+    assert result.profile == "cpu-bf16" and any(k.max_abs > 0 for k in result.keys)
+
+
+def test_overrides_are_data():
+    loose = golden.Tolerance(multiplier=1e3, floor=0.0)
+    override = golden.ToleranceOverride("toy_*", "cpu-*", loose, reason="test", keys=("logits",))
+    assert golden.tolerance_for("toy_golden", "cpu-float32", "logits", (override,)) is loose
+    assert golden.tolerance_for("toy_golden", "cpu-float32", "features", (override,)) is golden.PROFILES["cpu-float32"]
+    assert golden.tolerance_for("resnet18", "cuda-float32", "logits", (override,)) is golden.PROFILES["cuda-float32"]
+
+
+def test_suite_records_compares_and_reports(tmp_path, monkeypatch):
+    args = ["-p", "tests.toy_golden_models", "-m", "golden", "--models", TOY, "--golden-dir", str(tmp_path / "g")]
+    missing = run_suites(args, tmp_path)
+    assert missing.outcomes == {"test_golden[toy_golden]": "failed"}, missing.output
+    assert "--update-golden" in missing.messages["test_golden[toy_golden]"]
+    update = run_suites(args + ["--update-golden"], tmp_path)
+    assert update.outcomes == {"test_golden[toy_golden]": "passed"}, update.output
+    assert "golden update: 1 recorded, 1 new, 0 changed" in update.output
+    monkeypatch.setenv(toy_golden_models.ENV, "scale")
+    changed = run_suites(args, tmp_path)
+    assert changed.outcomes == {"test_golden[toy_golden]": "failed"}, changed.output
+    assert "only the numbers differ" in changed.messages["test_golden[toy_golden]"]
+
+
+def test_structural_models_and_missing_cuda_skip_with_a_reason(tmp_path):
+    args = ["-p", "tests.toy_golden_models", "-m", "golden", "--models", TOY]
+    over = run_suites(args + ["--max-params", "10"], tmp_path)
+    assert over.outcomes == {"test_golden[toy_golden]": "skipped"}, over.output
+    assert "> --max-params 10" in over.messages["test_golden[toy_golden]"]
+    if not torch.cuda.is_available():
+        cuda = run_suites(args + ["--device", "cuda"], tmp_path)
+        assert cuda.outcomes == {"test_golden[toy_golden]": "skipped"}, cuda.output
+        assert "CUDA is not available" in cuda.messages["test_golden[toy_golden]"]
