@@ -46,6 +46,10 @@ function openDetails(id){
   var d=document.getElementById(id); if(!d) return; d.open=true; d.scrollIntoView({block:'center'});
 }
 document.addEventListener('DOMContentLoaded',function(){
+  // deep links: matrix.html#q=vit_&bad=1 opens a filtered view
+  var h=new URLSearchParams(location.hash.slice(1));
+  if(h.get('q')) document.getElementById('q').value=h.get('q');
+  if(h.get('bad')==='1') document.getElementById('onlybad').checked=true;
   document.getElementById('q').addEventListener('input',applyFilter);
   document.getElementById('onlybad').addEventListener('change',applyFilter);
   document.querySelectorAll('td[data-target]').forEach(function(td){
