@@ -60,6 +60,8 @@ def test_a_crashed_worker_costs_only_the_test_it_ran(swept):
     assert build_matrix(results).cell("toy_segfault", "create").label == "FAIL 1/4"
     junit = {c.get("name"): [ch.tag for ch in c] for c in ET.parse(reports.parent / "junit.xml").getroot().iter("testcase")}
     assert "failure" in junit[CRASH.split("::")[1]] or "error" in junit[CRASH.split("::")[1]]
+    # --group-models does not re-run a crashed test (xdist's LoadScope would, crashing again)
+    assert run.output.count("replacing crashed worker") == 2, run.output
 
 
 def test_progress_lines_come_from_the_controller(swept):
@@ -204,3 +206,33 @@ def test_matrix_marks_not_applicable_cells():
     matrix = build_matrix(results)
     assert matrix.cell("b", "reparam").status == "n/a" and matrix.cell("b", "create").status == "skip"
     assert "| a | ok | known 1/1 |" in markdown(matrix) and "| b | skip | - |" in markdown(matrix)
+
+
+def test_progress_counts_models_and_estimates_time_left():
+    from harness.progress import Progress
+
+    now = [0.0]
+    lines = []
+    progress = Progress(10, lines.append, clock=lambda: now[0])
+    progress.set_tests(["s::t[a-1]", "s::t[a-2]", "s::t[b-1]", "s::t[c-1]"])
+    progress.set_tests(["s::t[a-1]"])  # a second xdist worker's collection is ignored
+    for i, (nid, failed) in enumerate([("s::t[a-1]", False), ("s::t[a-2]", True), ("s::t[b-1]", False)]):
+        now[0] = 10.0 * (i + 1)
+        progress.finished(nid, failed)
+    assert lines[-1] == ("[harness progress] models 2/3, tests 3/4 (75.0%), 1 failed, elapsed 0m30s, ETA 0m10s")
+
+
+def test_model_scheduler_groups_by_model_and_never_reruns_a_crashed_test():
+    from collections import OrderedDict
+
+    from harness.scheduling import ModelScheduling
+
+    sched = object.__new__(ModelScheduling)  # the state xdist keeps; no workers needed
+    assert sched._split_scope("suites/test_create.py::test_create_variant[resnet18-scratch-default]") == "resnet18"
+    assert sched._split_scope("suites/test_reparam.py::test_reparam_equivalence[resnet18]") == "resnet18"
+    node = object()
+    sched.workqueue, sched.registered_collections = OrderedDict(), {}
+    sched.assigned_work = {node: {"m": {"t[m-1]": True, "t[m-2]": False, "t[m-3]": False},
+                                  "n": {"t[n-1]": True}}}
+    assert sched.remove_node(node) == "t[m-2]"
+    assert sched.workqueue == {"m": {"t[m-1]": True, "t[m-2]": True, "t[m-3]": False}}
