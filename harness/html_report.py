@@ -59,6 +59,10 @@ document.addEventListener('DOMContentLoaded',function(){
 """
 
 
+def _short(text: str, limit: int = 100) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({text.count(',') + 1} patterns)"
+
+
 def _cell_id(model: str, family: str) -> str:
     return "d-" + "".join(c if c.isalnum() else "_" for c in f"{model}--{family}")
 
@@ -72,7 +76,7 @@ def render_html(matrix: Matrix) -> str:
            f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
            f"<h1>{e(title)}</h1>",
            f"<p>{len(matrix.models)} models x {len(matrix.families)} check families; torch "
-           f"{e(str(meta.get('torch', '?')))}; selection <code>{e(str(meta.get('selection', '?')))}</code>"
+           f"{e(str(meta.get('torch', '?')))}; selection <code>{e(_short(str(meta.get('selection', '?'))))}</code>"
            + (f"; shard {e(str(meta['shard']))}" if meta.get("shard") else "")
            + (f"; wall time {meta['wall_s']:.0f}s" if isinstance(meta.get("wall_s"), (int, float)) else "")
            + "</p>",
