@@ -93,7 +93,9 @@ def first_line(longrepr) -> tuple[str, str]:
         return text.removeprefix("Skipped: "), ""
     text = str(longrepr or "")
     lines = text.splitlines()
-    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ") and any(c.isalnum() for c in line[1:])]
+    timeouts = [line.strip(" |") for line in lines if "Timeout (>" in line]
+    errors = errors or timeouts
     head = " ".join(errors[:3]) if errors else (lines[-1].strip() if lines else "")
     return head[:300], "\n".join(errors or lines[-30:])[:4000]
 
