@@ -84,3 +84,66 @@ def golden(session: nox.Session) -> None:
         args = ["--models", "smoke", *args]
     session.run("python", "-m", "pytest", "suites", "-m", "golden", "-n", WORKERS, "-q", "-rfE",
                 "--report-dir=reports", *([] if check else ["--update-golden"]), *args)
+
+
+def _split_sweep_args(posargs: list[str]) -> tuple[str | None, list[str]]:
+    candidate, rest = None, []
+    args = iter(posargs)
+    for arg in args:
+        if arg == "--candidate":
+            candidate = next(args)
+        elif arg.startswith("--candidate="):
+            candidate = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return candidate, rest
+
+
+def _default_max_rss_gb() -> str:
+    """Per-test memory limit: 80% of the machine's memory shared by the workers."""
+    try:
+        kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+    except (OSError, StopIteration):
+        return "16"
+    return f"{0.8 * kb / 1024 ** 2 / max(int(WORKERS), 1):.1f}"
+
+
+@nox.session
+def sweep(session: nox.Session) -> None:
+    """Every check family over every registered model (numeric under --max-params,
+    structural above), with per-test timeouts, crash isolation (worker restarts), a memory
+    guard, progress lines, and reports/{results.json,matrix.md,matrix.html,junit.xml}.
+    Takes `--candidate SPEC` (as compat; default: the installed timm) and pytest args,
+    e.g. `--shard 2/4`, `--models 'vit_*'`, `--expected-status expected/status-smoke.json`,
+    `--compare-report old/results.json`."""
+    candidate, pytest_args = _split_sweep_args(session.posargs)
+    _install_harness(session)
+    if candidate:
+        _install_candidate(session, candidate)
+    defaults = {"--models": ["--models", "all"], "--timeout": ["--timeout", "900"],
+                "--max-rss-gb": ["--max-rss-gb", os.environ.get("HARNESS_MAX_RSS_GB", _default_max_rss_gb())],
+                "--max-worker-restart": ["--max-worker-restart", "200"], "--progress-every": ["--progress-every", "60"],
+                "--report-dir": ["--report-dir", "reports"], "--junitxml": ["--junitxml=reports/junit.xml"]}
+    for option, value in defaults.items():
+        if not any(a == option or a.startswith(option + "=") for a in pytest_args):
+            pytest_args = [*value, *pytest_args]
+    session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "--group-models", "-q", "-rfE",
+                "-o", "junit_family=xunit2", *pytest_args)
+
+
+@nox.session(name="update-expected")
+def update_expected(session: nox.Session) -> None:
+    """Re-record expected/status-<scope>.json (default scope: smoke) from a fresh run, for
+    review in the diff: `nox -s update-expected [-- --scope smoke]`."""
+    scope, rest = "smoke", []
+    args = iter(session.posargs)
+    for arg in args:
+        if arg == "--scope":
+            scope = next(args)
+        else:
+            rest.append(arg)
+    _install_harness(session)
+    out = f"reports/expected-{scope}"
+    session.run("python", "-m", "pytest", "suites", "--models", scope, "-n", WORKERS, "--group-models", "-q",
+                "--report-dir", out, *rest, success_codes=[0, 1])
+    session.run("python", "-m", "harness.expected_status", "update", f"{out}/results.json", "--scope", scope)

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness import build, checkpoints, compare, heads
+from harness import build, checkpoints, compare, heads, model_cache
 from harness.variants import HeadVariant, LoadMode
-from harness.weights import BATCH_SIZE, fill_deterministic, make_input
+from harness.weights import BATCH_SIZE, make_input
 
 
 @dataclass
@@ -24,10 +24,9 @@ class SourceCheckpoint:
 
 
 def make_source(model_name: str, device: str, workdir: Path, input_size) -> SourceCheckpoint:
-    model = build.create(model_name, device=device)
     if device == "meta":
-        return SourceCheckpoint(model.state_dict(), {}, None)
-    fill_deterministic(model, model_name)
+        return SourceCheckpoint(build.create(model_name, device=device).state_dict(), {}, None)
+    model = model_cache.deterministic(model_name, device)  # == create + fill_deterministic, built once per worker
     sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     files = {fmt: checkpoints.write_native_checkpoint(sd, workdir / model_name, fmt)
              for fmt in checkpoints.FORMATS}

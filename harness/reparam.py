@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness import build, compare, facts
-from harness.weights import BATCH_SIZE, fill_deterministic, make_input
+from harness import build, compare, facts, model_cache
+from harness.weights import BATCH_SIZE, make_input
 
 # the attribute names reparameterize_model looks for on each child, in its order
 REPARAM_METHODS: tuple[str, ...] = ("fuse", "reparameterize", "switch_to_deploy")
@@ -247,7 +247,7 @@ def check_reparam(model_name: str, device: str, input_size: tuple[int, ...]) -> 
     if device == "meta":
         check_structure(model_name)
         return None
-    model = fill_deterministic(build.create(model_name, device=device), model_name)
+    model = model_cache.deterministic(model_name, device)  # == fill_deterministic(build.create(...))
     x = make_input(model_name, input_size, BATCH_SIZE, device)
     calibrate_batchnorm(model, x)
     before = _module_paths(model)

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from harness import build, compare, heads
+from harness import build, compare, heads, model_cache
 from harness.model_table import FamilyInfo
 from harness.weights import BATCH_SIZE, fill_deterministic, make_input
 
@@ -39,9 +39,12 @@ class ResetSubject:
 
 
 def make_subject(model_name: str, device: str, input_size, config: dict) -> ResetSubject:
-    model = build.create(model_name, device=device, **config)
-    if device != "meta":
-        fill_deterministic(model, model_name)
+    if device != "meta" and not config:  # the default build is shared with the other checks
+        model = model_cache.deterministic(model_name, device)
+    else:
+        model = build.create(model_name, device=device, **config)
+        if device != "meta":
+            fill_deterministic(model, model_name)
     x = (torch.empty((BATCH_SIZE, *input_size), device="meta") if device == "meta"
          else make_input(model_name, input_size, device=device))
     subject = ResetSubject(model_name, model, device, tuple(input_size), x, model.num_classes,
