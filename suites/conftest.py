@@ -15,6 +15,7 @@ from harness.pytest_plugin import HarnessOptions
 
 def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
+    collection.compat_sets(config)  # so is a missing or malformed --compat-dir
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
