@@ -12,6 +12,7 @@ models it had not committed). Only APIs that timm 0.9.16 already had are used.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -119,6 +120,22 @@ def clean_stale_staging(version_dir: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def single_thread():
+    """Run forwards on one intra-op thread: CPU kernels pick their blocking by thread count,
+    so outputs written by the export and those recomputed by a check (under xdist or not)
+    are only bit-comparable at a fixed count; deep deterministic-weight nets (nextvit) turn
+    that float32 noise into large logit differences."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _outputs_dict(out) -> dict:
     import torch
 
@@ -166,7 +183,7 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
     del meta
     model = fill_deterministic(build.create(model_name, device="cpu", **kwargs), model_name)
     x = make_input(model_name, input_size)
-    with torch.no_grad():
+    with torch.no_grad(), single_thread():
         outputs = _outputs_dict(model(x))
 
     version_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +203,7 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
         files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
         manifest = dict(format=FORMAT, model=model_name, timm=version, torch=torch.__version__,
                         python=platform.python_version(), create_kwargs=kwargs, param_count=n_params,
-                        input_size=list(input_size), outputs=sorted(outputs), pickle_error=pickle_error,
+                        input_size=list(input_size), outputs=sorted(outputs), threads=1, pickle_error=pickle_error,
                         timm_file=str(Path(sys.modules["timm"].__file__).parent), files=files)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if target.exists():  # a corrupt or partial older copy

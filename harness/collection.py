@@ -92,7 +92,7 @@ def compat_sets(config: pytest.Config) -> list:
 
         opts = HarnessOptions.from_config(config)
         if opts.compat_dir is None:
-            if "compat" in (config.option.markexpr or ""):
+            if (config.option.markexpr or "").strip() == "compat":
                 raise pytest.UsageError("-m compat needs --compat-dir DIR: artifacts written by "
                                         "`python -m harness export DIR` under another timm release")
             config.stash[_COMPAT] = []
