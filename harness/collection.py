@@ -165,7 +165,8 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         case = getattr(item, "callspec", None) and item.callspec.params.get("model_case")
         if case is None or opts.ignore_known_issues:
             continue
-        issue = matching_issue(case.model, families.pop(), item.callspec.id, version)
+        issue = matching_issue(case.model, families.pop(), item.callspec.id, version,
+                               test_name=getattr(item, "originalname", ""))
         if issue is not None:
             item.stash[KNOWN_ISSUE] = issue
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "
