@@ -12,6 +12,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from harness import artifacts, build
+from harness.compat import CompatLayoutError, discover
 from harness.__main__ import main as harness_main
 from tests import toy_models  # noqa: F401 - registers the toys
 from tests.helpers import run_suites
@@ -100,7 +101,21 @@ def test_compat_dir_usage_errors_and_no_collection_without_it(tmp_path):
     (tmp_path / "bad" / "latest" / "toy_ok").mkdir(parents=True)
     run = run_suites(PLUGIN + ["--compat-dir", str(tmp_path / "bad")], tmp_path)
     assert run.returncode == 4 and "'latest' is not a timm version" in run.output, run.output
-    run = run_suites(PLUGIN + ["--compat-dir", str(tmp_path / "missing")], tmp_path)
-    assert run.returncode == 4 and "no such directory" in run.output, run.output
     run = run_suites(PLUGIN + ["--collect-only", "-m", "compat or create"], tmp_path)
     assert run.returncode == 0 and "test_compat" not in run.output and "test_create_variant" in run.output
+
+
+def test_discover_rejects_unusable_layouts(tmp_path):
+    with pytest.raises(CompatLayoutError, match="no such directory"):
+        discover(tmp_path / "missing", "1.0.31")
+    (tmp_path / "1.0.31" / "toy_ok").mkdir(parents=True)
+    with pytest.raises(CompatLayoutError, match="holds only timm 1.0.31; compat needs artifacts written by another"):
+        discover(tmp_path, "1.0.31")
+    (tmp_path / "0.9.16").mkdir()
+    with pytest.raises(CompatLayoutError, match="0.9.16/ holds no model directory"):
+        discover(tmp_path, "1.0.31")
+    (tmp_path / "0.9.16" / "toy_ok").mkdir()
+    assert [repr(s) for s in discover(tmp_path, "1.0.31")] == ["toy_ok-0.9.16"]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CompatLayoutError, match="'notes.txt' is not a timm version"):
+        discover(tmp_path, "1.0.31")
