@@ -3,6 +3,8 @@
 `golden` (record golden outputs with --update-golden, or compare with --check)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -16,6 +18,7 @@ TORCH = os.environ.get("HARNESS_TORCH", "torch==2.14.1 torchvision==0.29.1").spl
 WORKERS = os.environ.get("HARNESS_WORKERS", "2")
 DEFAULT_BASELINES = ("0.9.16", "1.0.12")
 ROOT = Path(__file__).parent
+ARTIFACTS = ROOT / "artifacts"  # <selection hash>/<baseline version>/<model>/ (harness.artifacts)
 
 
 def _install_harness(session: nox.Session) -> None:
@@ -50,6 +53,42 @@ def _split_compat_args(posargs: list[str]) -> tuple[str, list[str], list[str]]:
     return candidate, baselines or list(DEFAULT_BASELINES), rest
 
 
+def _option(args: list[str], name: str, default: str) -> str:
+    """The last value of a pytest option in args (``--name V`` or ``--name=V``)."""
+    value, it = default, iter(args)
+    for arg in it:
+        if arg == name:
+            value = next(it, value)
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def _export_baselines(session: nox.Session, baselines: list[str], candidate_version: str,
+                      pytest_args: list[str]) -> Path:
+    """Artifacts of each baseline release for this model selection, exported once and
+    cached under artifacts/<selection hash>/<version>/ (the export skips models whose
+    manifest verifies). Each baseline's timm is installed with --no-deps beside the
+    session's torch (harness.releases) and put first on PYTHONPATH for the export."""
+    selection = {opt: _option(pytest_args, opt, default) for opt, default in
+                 (("--models", "smoke"), ("--exclude", ""), ("--max-params", "100000000"))}
+    key = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
+    compat_dir = ARTIFACTS / key
+    compat_dir.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"{key}.json").write_text(json.dumps(selection, indent=1) + "\n")  # what the hash stands for
+    for version in baselines:
+        if version == candidate_version:
+            session.log(f"baseline {version} is the candidate itself: nothing to compare, not exported")
+            continue
+        release = session.run("python", "-m", "harness.releases", version,
+                              silent=True).strip().splitlines()[-1]
+        session.run("python", "-m", "harness", "export", str(compat_dir), "--missing-ok",
+                    "--models", selection["--models"], "--exclude", selection["--exclude"],
+                    "--max-params", selection["--max-params"], env={"PYTHONPATH": release},
+                    success_codes=[0, 1])  # 1: a model failed to export (listed); its compat checks are not collected
+    return compat_dir
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own test suite (unit, planted-bug and historic-release tests)."""
@@ -64,10 +103,14 @@ def compat(session: nox.Session) -> None:
     candidate, baselines, pytest_args = _split_compat_args(session.posargs)
     _install_harness(session)
     _install_candidate(session, candidate)
-    session.log(f"baselines {', '.join(baselines)}: cross-version artifact checks are not wired yet; "
-                f"this run covers the suites on the candidate")
     if not any(a == "--models" or a.startswith("--models=") for a in pytest_args):
         pytest_args = ["--models", "smoke", *pytest_args]
+    if not any(a == "--compat-dir" or a.startswith("--compat-dir=") for a in pytest_args):
+        version = session.run("python", "-c", "import timm; print(timm.__version__)",
+                              silent=True).strip().splitlines()[-1]
+        compat_dir = _export_baselines(session, baselines, version, pytest_args)
+        if any(p.is_dir() and p.name != version for p in compat_dir.iterdir()):
+            pytest_args = ["--compat-dir", str(compat_dir), *pytest_args]
     session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "-q", "-rfE",
                 "--report-dir=reports", "--junitxml=reports/junit.xml", *pytest_args)
 

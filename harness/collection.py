@@ -20,6 +20,7 @@ from harness.variants import LOAD_MODES, head_variants
 KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
 _CASES = pytest.StashKey[list]()
+_COMPAT = pytest.StashKey[list]()
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,47 @@ def _patch_size_params(cases: list[ModelCase]) -> list:
     return [pytest.param(c, pc, id=repr(pc)) for c in cases for pc in patch_cases(c.model)]
 
 
+def compat_sets(config: pytest.Config) -> list:
+    """The --compat-dir artifact sets written by other releases for the selected models
+    ([] without --compat-dir). Called at configure time, so a bad directory is a usage
+    error before collection; asking for -m compat without --compat-dir is one too."""
+    if _COMPAT not in config.stash:
+        from harness.compat import CompatLayoutError, discover
+
+        opts = HarnessOptions.from_config(config)
+        if opts.compat_dir is None:
+            if (config.option.markexpr or "").strip() == "compat":
+                raise pytest.UsageError("-m compat needs --compat-dir DIR: artifacts written by "
+                                        "`python -m harness export DIR` under another timm release")
+            config.stash[_COMPAT] = []
+            return []
+        try:
+            sets = discover(opts.compat_dir, build.timm_version())
+        except CompatLayoutError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        names = set(selected_names(config))
+        chosen = [s for s in sets if s.model in names]
+        if not chosen:
+            raise pytest.UsageError(f"--compat-dir {opts.compat_dir} holds artifacts for "
+                                    f"{', '.join(sorted({s.model for s in sets}))}; none is in --models {opts.models!r}")
+        config.stash[_COMPAT] = chosen
+    return config.stash[_COMPAT]
+
+
+def _compat_params(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One param per (model, baseline release): ids are '<model>-<baseline version>'."""
+    by_model = {c.model: c for c in cases}
+    return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
+            for s in compat_sets(config) if s.model in by_model]
+
+
+_compat_params.needs_config = True  # generate_tests passes the config as well
+
+
 # argnames a suite test asks for -> how their parameters are generated from the run's
-# cases; first match wins
+# cases (and the config, for generators marked needs_config); first match wins
 PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
+    ("model_case", "compat_artifact"): _compat_params,
     ("model_case", "load_mode", "head_variant"): _create_params,
     ("model_case", "reset_config"): _reset_params,
     ("model_case", "reparam_sites"): _reparam_params,
@@ -115,7 +154,9 @@ PARAMETRIZERS: dict[tuple[str, ...], Callable[[list[ModelCase]], list]] = {
 def generate_tests(metafunc: pytest.Metafunc) -> None:
     for argnames, make in PARAMETRIZERS.items():
         if set(argnames) <= set(metafunc.fixturenames):
-            metafunc.parametrize(argnames, make(model_cases(metafunc.config)))
+            cases = model_cases(metafunc.config)
+            params = make(cases, metafunc.config) if getattr(make, "needs_config", False) else make(cases)
+            metafunc.parametrize(argnames, params)
             return
 
 
@@ -145,7 +186,8 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         case = getattr(item, "callspec", None) and item.callspec.params.get("model_case")
         if case is None or opts.ignore_known_issues:
             continue
-        issue = matching_issue(case.model, families.pop(), item.callspec.id, version)
+        issue = matching_issue(case.model, families.pop(), item.callspec.id, version,
+                               test_name=getattr(item, "originalname", ""))
         if issue is not None:
             item.stash[KNOWN_ISSUE] = issue
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "

@@ -19,15 +19,18 @@ class KnownIssue:
     check: str             # check family marker, e.g. "pretrained"
     timm: str              # PEP 440 specifier set, e.g. "<1.0.11" ("" = every release)
     reason: str
-    variant: str = "*"     # fnmatch over the test's full parameter id
+    variant: str = "*"     # comma-separated fnmatch patterns over the test's full parameter id
     match: str = ""        # regex the failure message must contain; any other failure still fails
+    test: str = "*"        # fnmatch over the test function's name (e.g. test_compat_pickle)
 
-    def applies(self, model: str, check: str, param_id: str, timm_version: str) -> bool:
+    def applies(self, model: str, check: str, param_id: str, timm_version: str, test_name: str = "") -> bool:
         if check != self.check:
             return False
         if not any(fnmatch.fnmatchcase(model, p.strip()) for p in self.models.split(",")):
             return False
-        if not fnmatch.fnmatchcase(param_id, self.variant):
+        if not any(fnmatch.fnmatchcase(param_id, v.strip()) for v in self.variant.split(",")):
+            return False
+        if test_name and not fnmatch.fnmatchcase(test_name, self.test):
             return False
         return SpecifierSet(self.timm).contains(Version(timm_version), prereleases=True)
 
@@ -51,7 +54,44 @@ _FASTVIT_REPMIXER = (
     "has no attribute 'mixer' (seen 0.9.16, 1.0.12, 1.0.31; same code in 1.0.3: not fixed)"
 )
 
-KNOWN_ISSUES: tuple[KnownIssue, ...] = (
+# Whole-module pickles (torch.save(model)) written by a baseline release, loaded by the candidate:
+# unpickling restores the old __dict__ without running __init__, so an attribute that a newer
+# forward reads unguarded is missing; a class that was renamed cannot be found at all. The
+# variant selects the baseline releases (the id's suffix) that predate the attribute.
+_PICKLE = "test_compat_pickle"
+_BEFORE_1_0_7 = "*-0.*,*-1.0.[0-6]"
+_BEFORE_1_0_28 = "*-0.*,*-1.0.[0-9],*-1.0.1[0-9],*-1.0.2[0-7]"
+_BEFORE_1_0_31 = "*-0.*,*-1.0.[0-9],*-1.0.[12][0-9],*-1.0.30"
+
+_COMPAT_PICKLE_ISSUES = (
+    KnownIssue(
+        "vit_*,deit_*", "compat", ">=1.0.28", test=_PICKLE, variant=_BEFORE_1_0_28,
+        reason="timm.layers.Attention gained `gate` (gated attention, 1.0.28) and its forward reads "
+               "self.gate unguarded: a ViT/DeiT pickled by an older release raises AttributeError "
+               "'Attention' object has no attribute 'gate' (seen on 1.0.31 for 0.9.16 and 1.0.12 pickles)",
+        match=r"'Attention' object has no attribute 'gate'"),
+    KnownIssue(
+        "mobilenetv3_*", "compat", ">=1.0.7", test=_PICKLE, variant=_BEFORE_1_0_7,
+        reason="DepthwiseSeparableConv gained `conv_s2d` (space-to-depth stem option, 1.0.7) and its "
+               "forward reads self.conv_s2d unguarded: an EfficientNet-builder model pickled by 0.9.x "
+               "raises AttributeError 'DepthwiseSeparableConv' object has no attribute 'conv_s2d'",
+        match=r"no attribute 'conv_s2d'"),
+    KnownIssue(
+        "fastvit_*", "compat", ">=1.0.12", test=_PICKLE, variant=_BEFORE_1_0_7,
+        reason="fastvit ReparamLargeKernelConv gained `se` (1.0.7, for MobileCLIP) and its forward "
+               "reads self.se unguarded: a FastViT pickled by 0.9.x raises AttributeError "
+               "'ReparamLargeKernelConv' object has no attribute 'se' (on 1.0.7-1.0.11 the same pickle "
+               "fails earlier, on ConvNormAct.aa: that historic regression stays a failure)",
+        match=r"'ReparamLargeKernelConv' object has no attribute 'se'"),
+    KnownIssue(
+        "dpn*", "compat", ">=1.0.31", test=_PICKLE, variant=_BEFORE_1_0_31,
+        reason="timm 1.0.31 renamed dpn.CatBnAct to BnAct without an alias, so torch.load of a DPN "
+               "pickled by any earlier release raises AttributeError: Can't get attribute 'CatBnAct' "
+               "on <module 'timm.models.dpn'> (seen for 0.9.16 and 1.0.12 pickles; 1.0.30 still had it)",
+        match=r"Can't get attribute 'CatBnAct'"),
+)
+
+KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),
@@ -96,10 +136,10 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = (
 
 
 def matching_issue(model: str, check: str, param_id: str, timm_version: str,
-                   registry: tuple[KnownIssue, ...] | None = None) -> KnownIssue | None:
+                   registry: tuple[KnownIssue, ...] | None = None, test_name: str = "") -> KnownIssue | None:
     """The first registered issue covering this test on this timm, if any (the module's
     KNOWN_ISSUES, read at call time, unless a registry is given)."""
     for issue in KNOWN_ISSUES if registry is None else registry:
-        if issue.applies(model, check, param_id, timm_version):
+        if issue.applies(model, check, param_id, timm_version, test_name):
             return issue
     return None

@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
     golden_report.register(config)
     benchmark.register(config)
+    collection.compat_sets(config)  # so is a missing or malformed --compat-dir
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

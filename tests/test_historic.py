@@ -3,37 +3,17 @@ the release that fixed them. Each release is pip-installed (pure Python, --no-de
 into .cache/timm-releases/<version> and put first on PYTHONPATH for a suites run."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.helpers import ROOT, run_suites
+from harness.releases import RELEASES, timm_release  # noqa: F401 - re-exported for other historic tests
+from tests.helpers import run_suites
 
-RELEASES = ROOT / ".cache" / "timm-releases"
 MODELS = "vit_tiny_patch16_224,vit_*map*,hrnet_w18_small"
 ARGS = ["-m", "reset_classifier or pretrained", "--models", MODELS, "-k", "reset_classifier or -head_"]
 
 MAP_RESET = "test_reset_classifier[vit_tiny_patch16_224-global_pool_map]"
 MAP_RESET_DEFAULT_MAP = "test_reset_classifier[vit_so150m_patch16_reg4_map_256-default]"
 HRNET_HEAD = "test_create_variant[hrnet_w18_small-pretrained-head_]"
-
-
-def timm_release(version: str) -> Path:
-    """An installed copy of timm==version (atomic, so parallel workers can share it)."""
-    target = RELEASES / version
-    if not (target / "timm").is_dir():
-        staging = RELEASES / f".{version}.{os.getpid()}"
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                        str(staging), f"timm=={version}"], check=True)
-        try:
-            staging.rename(target)
-        except OSError:  # another worker won the race
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -47,3 +47,19 @@ def test_known_issue_is_strict_xfail_and_can_be_ignored(tmp_path):
     ignored = run_suites(args + ["--ignore-known-issues"], tmp_path)
     assert ignored.outcomes["test_create_variant[toy_nan_output-scratch-default]"] == "failed"
     assert ignored.outcomes["test_create_variant[toy_ok-scratch-default]"] == "passed"
+
+
+PICKLE = KnownIssue("vit_*", "compat", ">=1.0.28", reason="r", test="test_compat_pickle",
+                    variant="*-0.*,*-1.0.[0-9],*-1.0.1[0-9],*-1.0.2[0-7]")
+
+
+@pytest.mark.parametrize("test, pid, hit", [
+    ("test_compat_pickle", "vit_tiny_patch16_224-0.9.16", True),
+    ("test_compat_pickle", "vit_tiny_patch16_224-1.0.12", True),
+    ("test_compat_pickle", "vit_tiny_patch16_224-1.0.28", False),   # baseline already has the attribute
+    ("test_compat_pickle", "vit_tiny_patch16_224-1.0.30", False),
+    ("test_compat_state_dict", "vit_tiny_patch16_224-0.9.16", False),  # same id, other test: not covered
+])
+def test_matching_by_test_name_and_baseline(test, pid, hit):
+    assert (matching_issue("vit_tiny_patch16_224", "compat", pid, "1.0.31", registry=(PICKLE,),
+                           test_name=test) is PICKLE) is hit
