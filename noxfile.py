@@ -16,7 +16,9 @@ nox.options.reuse_existing_virtualenvs = True  # torch is large; the candidate i
 # torch/torchvision pins that pip takes from this machine's disk (see README).
 TORCH = os.environ.get("HARNESS_TORCH", "torch==2.14.1 torchvision==0.29.1").split()
 WORKERS = os.environ.get("HARNESS_WORKERS", "2")
-DEFAULT_BASELINES = ("0.9.16", "1.0.12")
+# "previous": the newest release older than the candidate (resolved from the package index),
+# so a break against the release users have today shows up.
+DEFAULT_BASELINES = ("0.9.16", "1.0.12", "previous")
 ROOT = Path(__file__).parent
 ARTIFACTS = ROOT / "artifacts"  # <selection hash>/<baseline version>/<model>/ (harness.artifacts)
 
@@ -64,6 +66,23 @@ def _option(args: list[str], name: str, default: str) -> str:
     return value
 
 
+def _resolve_baselines(session: nox.Session, baselines: list[str], candidate_version: str) -> list[str]:
+    """Replace "previous" by the newest final release on the index older than the candidate."""
+    if "previous" not in baselines:
+        return baselines
+    from packaging.version import Version
+
+    listing = session.run("python", "-m", "pip", "index", "versions", "timm", silent=True)
+    line = next((l for l in listing.splitlines() if l.startswith("Available versions:")), "")
+    older = [v for v in (Version(x.strip()) for x in line.split(":", 1)[-1].split(",") if x.strip())
+             if not v.is_prerelease and v < Version(candidate_version)]
+    if not older:
+        session.error(f"baseline 'previous': no timm release older than {candidate_version} on the index")
+    previous = str(max(older))
+    session.log(f"baseline 'previous' is timm {previous}")
+    return list(dict.fromkeys(previous if b == "previous" else b for b in baselines))
+
+
 def _export_baselines(session: nox.Session, baselines: list[str], candidate_version: str,
                       pytest_args: list[str]) -> Path:
     """Artifacts of each baseline release for this model selection, exported once and
@@ -108,6 +127,7 @@ def compat(session: nox.Session) -> None:
     if not any(a == "--compat-dir" or a.startswith("--compat-dir=") for a in pytest_args):
         version = session.run("python", "-c", "import timm; print(timm.__version__)",
                               silent=True).strip().splitlines()[-1]
+        baselines = _resolve_baselines(session, baselines, version)
         compat_dir = _export_baselines(session, baselines, version, pytest_args)
         if any(p.is_dir() and p.name != version for p in compat_dir.iterdir()):
             pytest_args = ["--compat-dir", str(compat_dir), *pytest_args]

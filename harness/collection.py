@@ -14,7 +14,7 @@ from harness.facts import ModelFacts, facts_for
 from harness.known_issues import KnownIssue, matching_issue
 from harness.model_table import FamilyInfo, family_for
 from harness.pytest_plugin import CHECK_FAMILIES, HarnessOptions
-from harness.selection import SelectionError, resolve_models
+from harness.selection import SelectionError, in_smoke_scope, resolve_models
 from harness.variants import LOAD_MODES, head_variants
 
 KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
@@ -172,6 +172,22 @@ def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item])
     if empty:
         config.hook.pytest_deselected(items=empty)
         items[:] = [i for i in items if i not in empty]
+
+
+def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--models smoke``, deselect the cases of costly check families that fall
+    outside their curated subset (selection.SMOKE_SCOPES); other selections keep all."""
+    if HarnessOptions.from_config(config).models.strip() != "smoke":
+        return
+    def outside(item: pytest.Item) -> bool:
+        spec = getattr(item, "callspec", None)
+        return spec is not None and any(not in_smoke_scope(m.name, spec.id) for m in item.iter_markers()
+                                        if m.name in CHECK_FAMILIES)
+
+    dropped = [i for i in items if outside(i)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
 
 
 def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:

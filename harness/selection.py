@@ -30,6 +30,25 @@ SMOKE_MODELS: tuple[str, ...] = (
 )
 
 
+# Within the smoke selection, the check families whose every case is costly (an ONNX
+# export through dynamo takes ~40 s a model on 2 cores; patch_size builds a ViT-B per tag
+# and geometry) run on a curated subset, so `nox -s compat` stays a quick gate. Keys are
+# check families, values fnmatch patterns over the test's parameter id; a family not
+# listed runs every smoke model. `--models 'pattern,...'` or `all` runs every case.
+SMOKE_SCOPES: dict[str, tuple[str, ...]] = {
+    "onnx": ("*-torchscript", "*-torchscript-reparam", "resnet18-dynamo", "mobilenetv3_small_050-dynamo",
+             "convnext_atto-dynamo", "vit_tiny_patch16_224-dynamo", "repvgg_a0-dynamo*"),
+    "patch_size": ("vit_tiny_patch16_224.augreg_in21k-*", "vit_base_patch16_clip_224.openai-*",
+                   "vit_base_patch16_clip_224.laion2b-*"),
+}
+
+
+def in_smoke_scope(check: str, param_id: str) -> bool:
+    """Whether a smoke run keeps this test (see SMOKE_SCOPES)."""
+    patterns = SMOKE_SCOPES.get(check)
+    return patterns is None or any(fnmatch.fnmatchcase(param_id, p) for p in patterns)
+
+
 class SelectionError(ValueError):
     """A --models/--exclude value that cannot be honoured; the message says why."""
 

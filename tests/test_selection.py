@@ -37,3 +37,14 @@ def test_unknown_model_is_a_usage_error_not_an_empty_green_run(tmp_path):
     run = run_suites(["--models", "nosuchmodel*"], tmp_path)
     assert run.returncode == 4, run.output  # pytest's usage-error exit code
     assert "--models pattern 'nosuchmodel*' matches no registered model" in run.output
+
+
+def test_smoke_scope_curates_costly_families_only():
+    from harness.selection import in_smoke_scope
+
+    assert in_smoke_scope("create", "vit_base_patch16_clip_224-pretrained-default")
+    assert in_smoke_scope("onnx", "vit_base_patch16_clip_224-torchscript")
+    assert not in_smoke_scope("onnx", "vit_base_patch16_clip_224-dynamo")
+    assert in_smoke_scope("onnx", "repvgg_a0-dynamo-reparam")
+    assert in_smoke_scope("patch_size", "vit_base_patch16_clip_224.laion2b-open_clip-patch_size_32")
+    assert not in_smoke_scope("patch_size", "vit_base_patch16_clip_224.dfn2b-timm-original")
