@@ -38,21 +38,24 @@ def _install_candidate(session: nox.Session, spec: str) -> None:
     session.run("python", "-c", "import timm; print('candidate timm', timm.__version__, timm.__file__)")
 
 
-def _split_compat_args(posargs: list[str]) -> tuple[str, list[str], list[str]]:
-    candidate, baselines, rest = "latest", [], []
-    args = iter(posargs)
+def _split_args(posargs: list[str], *options: str) -> tuple[dict[str, list[str]], list[str]]:
+    """Pull the session's own options (``--name V`` or ``--name=V``, repeatable) out of
+    posargs; the rest goes to pytest."""
+    found: dict[str, list[str]] = {o: [] for o in options}
+    rest, args = [], iter(posargs)
     for arg in args:
-        if arg == "--candidate":
-            candidate = next(args)
-        elif arg.startswith("--candidate="):
-            candidate = arg.split("=", 1)[1]
-        elif arg == "--baseline":
-            baselines.append(next(args))
-        elif arg.startswith("--baseline="):
-            baselines.append(arg.split("=", 1)[1])
+        name = arg.split("=", 1)[0]
+        if name in found:
+            found[name].append(arg.split("=", 1)[1] if "=" in arg else next(args))
         else:
             rest.append(arg)
-    return candidate, baselines or list(DEFAULT_BASELINES), rest
+    return found, rest
+
+
+def _split_compat_args(posargs: list[str]) -> tuple[str, list[str], list[str]]:
+    found, rest = _split_args(posargs, "--candidate", "--baseline")
+    candidate = found["--candidate"][-1] if found["--candidate"] else "latest"
+    return candidate, found["--baseline"] or list(DEFAULT_BASELINES), rest
 
 
 def _option(args: list[str], name: str, default: str) -> str:
@@ -150,16 +153,8 @@ def golden(session: nox.Session) -> None:
 
 
 def _split_sweep_args(posargs: list[str]) -> tuple[str | None, list[str]]:
-    candidate, rest = None, []
-    args = iter(posargs)
-    for arg in args:
-        if arg == "--candidate":
-            candidate = next(args)
-        elif arg.startswith("--candidate="):
-            candidate = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return candidate, rest
+    found, rest = _split_args(posargs, "--candidate")
+    return (found["--candidate"][-1] if found["--candidate"] else None), rest
 
 
 def _default_max_rss_gb() -> str:
