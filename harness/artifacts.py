@@ -12,7 +12,6 @@ models it had not committed). Only APIs that timm 0.9.16 already had are used.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -120,22 +119,6 @@ def clean_stale_staging(version_dir: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Run forwards on one intra-op thread: CPU kernels pick their blocking by thread count,
-    so outputs written by the export and those recomputed by a check (under xdist or not)
-    are only bit-comparable at a fixed count; deep deterministic-weight nets (nextvit) turn
-    that float32 noise into large logit differences."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _outputs_dict(out) -> dict:
     import torch
 
@@ -163,7 +146,7 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
     from safetensors.torch import save_file
 
     from harness import build, checkpoints
-    from harness.weights import fill_deterministic, make_input
+    from harness.weights import fill_deterministic, make_input, single_thread
 
     version = build.timm_version()
     version_dir = root / version

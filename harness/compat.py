@@ -14,8 +14,9 @@ import torch
 from packaging.version import InvalidVersion, Version
 
 from harness import artifacts, build, compare
+from harness.weights import single_thread
 
-# Same torch, same weights, same input, one thread (artifacts.single_thread): only a changed
+# Same torch, same weights, same input, one thread (weights.single_thread): only a changed
 # op order in timm moves the output. Artifacts written on another machine (other CPU
 # kernels) may need more; a deep model's logits can amplify float32 noise a lot.
 RTOL, ATOL = 1e-5, 1e-5
@@ -104,7 +105,7 @@ def key_changes(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, torc
 
 def _forward(model: torch.nn.Module, manifest: artifacts.Manifest, device: str):
     x = _load_safetensors(manifest.file(artifacts.INPUT))["input"].to(device)
-    with torch.no_grad(), artifacts.single_thread():  # as the export ran it
+    with torch.no_grad(), single_thread():  # as the export ran it
         return model(x)
 
 

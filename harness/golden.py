@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from harness import build
-from harness.weights import BATCH_SIZE, fill_deterministic, make_input, seed_for
+from harness.weights import BATCH_SIZE, fill_deterministic, make_input, seed_for, single_thread
 
 FORMAT = "harness-golden/1"
 SKETCH_DIM = 128
@@ -160,7 +160,8 @@ def _tensor(out, what: str) -> torch.Tensor:
 def forward_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
     """{'logits', 'pre_logits', 'features' (sketched)} as float64 CPU tensors, and the
     full features shape. One forward: logits and pre-logits both come from the features."""
-    with torch.inference_mode():
+    threads = single_thread() if x.device.type == "cpu" else contextlib.nullcontext()
+    with torch.inference_mode(), threads:
         feats = model.forward_features(x)
         logits = _tensor(model.forward_head(feats), "forward_head")
         pre = _tensor(model.forward_head(feats, pre_logits=True), "forward_head(pre_logits=True)")

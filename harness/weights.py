@@ -7,6 +7,7 @@ one, small biases, positive BN running variances.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 
@@ -68,3 +69,18 @@ def make_input(model_name: str, input_size: tuple[int, ...], batch_size: int = B
     """A seeded, normalized-image-like input of shape (B, C, H, W)."""
     gen = torch.Generator().manual_seed(seed_for(model_name, "input", *map(str, input_size)))
     return torch.randn((batch_size, *input_size), generator=gen).to(device)
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run forwards on one intra-op thread. CPU kernels pick their blocking (and, for some
+    convolutions, their algorithm) by thread count, so outputs recorded in one process and
+    recomputed in another (under xdist or not) are only comparable at a fixed count: for
+    nextvit_small with the deterministic weights, 1 and 2 threads differ by 287 in logits of
+    magnitude 6.5e4, far beyond its float32-vs-float64 error at 2 threads (0.09)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
