@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 OUTCOMES = ("passed", "failed", "known issue", "skipped")
-_PARAM = re.compile(r"\[([^\]-]+)")
+_PARAM = re.compile(r"\[([^\].-]+)")  # the model: up to the first "-" (or ".tag" in patch_size ids)
 
 
 def outcome_of(report) -> str | None:
