@@ -4,10 +4,9 @@ page, report diffs, expected status (new failure, unexpected pass), shards (a ba
 deterministic partition), the memory guard and per-test timeouts."""
 from __future__ import annotations
 
-import re
-
 import copy
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
