@@ -1,2 +1,2 @@
-"""Root conftest: registers the harness options and markers for every pytest run."""
-pytest_plugins = ["harness.pytest_plugin", "harness.sweep_plugin"]
+"""Root conftest: registers the harness options, markers and sweep machinery for every pytest run."""
+pytest_plugins = ["harness.plugin.options", "harness.plugin.sweep"]

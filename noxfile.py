@@ -20,12 +20,12 @@ WORKERS = os.environ.get("HARNESS_WORKERS", "2")
 # so a break against the release users have today shows up.
 DEFAULT_BASELINES = ("0.9.16", "1.0.12", "previous")
 ROOT = Path(__file__).parent
-ARTIFACTS = ROOT / "artifacts"  # <selection hash>/<baseline version>/<model>/ (harness.artifacts)
+ARTIFACTS = ROOT / "artifacts"  # <selection hash>/<baseline version>/<model>/ (harness.weights.artifacts)
 
 
-def _install_harness(session: nox.Session) -> None:
+def _install_harness(session: nox.Session, extras: str = "") -> None:
     session.install(*TORCH)
-    session.install("-e", ".")
+    session.install("-e", f".[{extras}]" if extras else ".")
 
 
 def _install_candidate(session: nox.Session, spec: str) -> None:
@@ -91,7 +91,7 @@ def _export_baselines(session: nox.Session, baselines: list[str], candidate_vers
     """Artifacts of each baseline release for this model selection, exported once and
     cached under artifacts/<selection hash>/<version>/ (the export skips models whose
     manifest verifies). Each baseline's timm is installed with --no-deps beside the
-    session's torch (harness.releases) and put first on PYTHONPATH for the export."""
+    session's torch (harness.weights.releases) and put first on PYTHONPATH for the export."""
     selection = {opt: _option(pytest_args, opt, default) for opt, default in
                  (("--models", "smoke"), ("--exclude", ""), ("--max-params", "100000000"))}
     key = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
@@ -102,7 +102,7 @@ def _export_baselines(session: nox.Session, baselines: list[str], candidate_vers
         if version == candidate_version:
             session.log(f"baseline {version} is the candidate itself: nothing to compare, not exported")
             continue
-        release = session.run("python", "-m", "harness.releases", version,
+        release = session.run("python", "-m", "harness", "releases", version,
                               silent=True).strip().splitlines()[-1]
         session.run("python", "-m", "harness", "export", str(compat_dir), "--missing-ok",
                     "--models", selection["--models"], "--exclude", selection["--exclude"],
@@ -114,7 +114,7 @@ def _export_baselines(session: nox.Session, baselines: list[str], candidate_vers
 @nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own test suite (unit, planted-bug and historic-release tests)."""
-    _install_harness(session)
+    _install_harness(session, "test")
     session.run("python", "-m", "pytest", "tests", "-n", WORKERS, "-q", "--durations=15",
                 "--junitxml=reports/harness-tests.xml", *session.posargs)
 
@@ -204,4 +204,4 @@ def update_expected(session: nox.Session) -> None:
     out = f"reports/expected-{scope}"
     session.run("python", "-m", "pytest", "suites", "--models", scope, "-n", WORKERS, "--group-models", "-q",
                 "--report-dir", out, *rest, success_codes=[0, 1])
-    session.run("python", "-m", "harness.expected_status", "update", f"{out}/results.json", "--scope", scope)
+    session.run("python", "-m", "harness", "expected-status", "update", f"{out}/results.json", "--scope", scope)

@@ -1,5 +1,6 @@
-"""Suite fixtures. Parametrization and markers come from harness.collection; the
-fixtures here give each test its device, working directory and shared checkpoints."""
+"""Suite fixtures. Parameters come from each test's named parametrizer
+(harness.plugin.parametrize), markers and known issues from harness.plugin.collection;
+the fixtures here give each test its device, working directory and shared checkpoints."""
 from __future__ import annotations
 
 import os
@@ -8,15 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import benchmark, collection, golden_report
-from harness.create_checks import SourceCheckpoint, make_source
-from harness.pytest_plugin import HarnessOptions
+from harness.checks.pretrained import SourceCheckpoint, make_source
+from harness.plugin import collection, parametrize
+from harness.plugin.options import HarnessOptions
 
 
 def pytest_configure(config: pytest.Config) -> None:
     collection.selected_names(config)  # a bad --models is a usage error before collection
-    golden_report.register(config)
-    benchmark.register(config)
     collection.compat_sets(config)  # so is a missing or malformed --compat-dir
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
@@ -26,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    collection.generate_tests(metafunc)
+    parametrize.generate_tests(metafunc)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

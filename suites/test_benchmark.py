@@ -1,15 +1,15 @@
 """benchmark: inference throughput per model through pytest-benchmark (warm-up rounds,
 CUDA synchronized, torch.inference_mode, optional autocast and channels_last; see
-harness/benchmark.py). Results: pytest-benchmark's JSON (--benchmark-json) and a CSV with
+harness/checks/benchmark.py). Results: pytest-benchmark's JSON (--benchmark-json) and a CSV with
 timm benchmark.py's columns (--bench-csv, or <report-dir>/benchmark.csv). pytest-benchmark
 times nothing under xdist: run with -n 0 (-p no:xdist) for figures."""
 import json
 
 import pytest
 
-from harness.benchmark import BenchSettings, make_step
+from harness.checks.benchmark import BenchSettings, make_step
 
-pytestmark = pytest.mark.benchmark
+pytestmark = [pytest.mark.benchmark, pytest.mark.cases("models")]
 
 
 def test_benchmark(model_case, device, harness_options, benchmark, request):

@@ -3,9 +3,9 @@ harness export``) still load in the candidate. Ids: '<model>-<baseline version>'
 Not collected without --compat-dir (``-m compat`` without it is a usage error)."""
 import pytest
 
-from harness.compat import check_pickle, check_state_dict
+from harness.checks.compat import check_pickle, check_state_dict
 
-pytestmark = pytest.mark.compat
+pytestmark = [pytest.mark.compat, pytest.mark.cases("compat")]
 
 
 def test_compat_state_dict(model_case, compat_artifact, device):

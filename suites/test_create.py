@@ -1,9 +1,17 @@
 """create / pretrained: every load mode x head variant constructs, loads exactly what
 the harness wrote, and honours the forward contract. Marker per parameter: 'create' for
 scratch, 'pretrained' for the two pretrained modes."""
-from harness.create_checks import check_variant
+import pytest
+
+from harness.checks.create import check_create
+from harness.checks.pretrained import check_pretrained
 
 
+@pytest.mark.cases("create")
 def test_create_variant(model_case, load_mode, head_variant, device, request):
-    source = request.getfixturevalue("source_checkpoint") if load_mode.pretrained else None
-    check_variant(model_case.model, device, model_case.facts.input_size, load_mode, head_variant, source)
+    size = model_case.facts.input_size
+    if load_mode.pretrained:
+        check_pretrained(model_case.model, device, size, load_mode, head_variant,
+                         request.getfixturevalue("source_checkpoint"))
+    else:
+        check_create(model_case.model, device, size, load_mode, head_variant)

@@ -1,12 +1,12 @@
 """golden: the deterministic model's logits, pre-logits and (sketched) features on the
 seeded input match the recorded float64 reference within the model's own float32 noise
-(harness/golden.py). ``--update-golden`` records instead; ``--golden-precision`` picks
+(harness/checks/golden.py). ``--update-golden`` records instead; ``--golden-precision`` picks
 float32 or bf16/fp16 autocast, each with its own tolerance profile."""
 import pytest
 
-from harness import golden
+from harness.checks import golden
 
-pytestmark = pytest.mark.golden
+pytestmark = [pytest.mark.golden, pytest.mark.cases("models")]
 
 
 def test_golden(model_case, device, harness_options, request):

@@ -6,9 +6,9 @@ Models over --max-params are skipped: an export needs real weights. The check al
 runs on the CPU (onnxruntime's CPU provider), whatever --device says."""
 import pytest
 
-from harness.onnx_export import check_onnx
+from harness.checks.onnx import check_onnx
 
-pytestmark = pytest.mark.onnx
+pytestmark = [pytest.mark.onnx, pytest.mark.cases("onnx")]
 
 
 def test_onnx_export(model_case, exporter, reparameterized, device, tmp_path):

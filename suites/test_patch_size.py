@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import checkpoint_families, collection
-from harness.patch_size import UnsupportedLayout, check_patch_case, make_patch_source
+from harness.checks.patch_size import UnsupportedLayout, check_patch_case, make_patch_source
+from harness.models import checkpoint_sources
+from harness.plugin import collection
 
-pytestmark = pytest.mark.patch_size
+pytestmark = [pytest.mark.patch_size, pytest.mark.cases("patch_size")]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -18,11 +19,11 @@ def _family_report(pytestconfig):
     """With --report-dir: checkpoint_families.md, family -> tags -> models of the selection."""
     report_dir = pytestconfig.getoption("--report-dir")
     if report_dir:
-        rows = checkpoint_families.all_tag_families(collection.selected_names(pytestconfig))
+        rows = checkpoint_sources.all_tag_families(collection.selected_names(pytestconfig))
         path = Path(report_dir) / "checkpoint_families.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{id(rows)}.tmp")  # xdist workers write the same text
-        tmp.write_text(checkpoint_families.family_table(rows) + "\n")
+        tmp.write_text(checkpoint_sources.family_table(rows) + "\n")
         tmp.replace(path)
 
 

@@ -3,10 +3,10 @@ no parameters, leaves no called module None, is idempotent, and its state_dict l
 strictly into a fresh reparameterized model. Only reparameterizable models are collected."""
 import pytest
 
-from harness.reparam import check_reparam
+from harness.checks.reparam import check_reparam
 
-pytestmark = pytest.mark.reparam
+pytestmark = [pytest.mark.reparam, pytest.mark.cases("reparam")]
 
 
-def test_reparam_equivalence(model_case, reparam_sites, device):
+def test_reparam_equivalence(model_case, device):
     check_reparam(model_case.model, device, model_case.facts.input_size)

@@ -3,9 +3,9 @@ to the original configuration; shapes, pooling kept (attention pools included) a
 pre-logits unchanged. Hypothesis picks N and the pools."""
 import pytest
 
-from harness.reset_checks import check_reset_classifier, make_subject
+from harness.checks.reset_classifier import check_reset_classifier, make_subject
 
-pytestmark = pytest.mark.reset_classifier
+pytestmark = [pytest.mark.reset_classifier, pytest.mark.cases("reset_classifier")]
 
 
 def test_reset_classifier(model_case, reset_config, device):

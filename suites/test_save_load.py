@@ -6,28 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, build
-from harness.compat import ArtifactSet, check_pickle, check_state_dict
+from harness.checks import save_load
 
-pytestmark = pytest.mark.save_load
+pytestmark = [pytest.mark.save_load, pytest.mark.cases("models")]
 
 
 @pytest.fixture
-def saved(model_case, device, tmp_path_factory) -> ArtifactSet:
+def saved(model_case, device, tmp_path_factory) -> save_load.ArtifactSet:
     """The model exported once per worker into a temporary DIR/<version>/<model>/."""
     if device == "meta":
         pytest.skip("over --max-params: save/load round trips need real weights")
-    root = Path(tmp_path_factory.getbasetemp()) / "save_load"
-    artifacts.export_model(model_case.model, root)
-    return ArtifactSet(build.timm_version(), model_case.model, root / build.timm_version() / model_case.model)
+    return save_load.save(model_case.model, Path(tmp_path_factory.getbasetemp()) / "save_load")
 
 
 def test_save_load_state_dict(model_case, saved, device):
-    check_state_dict(saved, device)
+    save_load.check_state_dict_round_trip(saved, device)
 
 
 def test_save_load_pickle(model_case, saved, device):
-    manifest = artifacts.verify(saved.path)
-    if not manifest.has_pickle:
-        raise AssertionError(f"torch.save(model) failed: {manifest.data['pickle_error']}")
-    check_pickle(saved, device)
+    save_load.check_pickle_round_trip(saved, device)

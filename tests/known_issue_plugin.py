@@ -1,8 +1,7 @@
 """pytest plugin for the harness's tests: registers the toy models and two known issues
 over them, one that still fails (-> xfailed) and one that no longer does (-> must fail)."""
-from harness import known_issues
-from harness.known_issues import KnownIssue
-from tests import toy_models  # noqa: F401 - registers the toys
+from harness.registry.known_issues import KnownIssue, register_known_issues
+from tests.toys import toy_models  # noqa: F401 - registers the toys
 
 PLANTED = (
     KnownIssue("toy_nan_output", "create", "", reason="planted: NaN in forward", variant="*-scratch-default"),
@@ -10,4 +9,4 @@ PLANTED = (
     KnownIssue("toy_ignores_num_classes", "create", "", reason="planted: covers another error only",
                variant="*-scratch-num_classes_7", match="some other error"),
 )
-known_issues.KNOWN_ISSUES = PLANTED + known_issues.KNOWN_ISSUES
+register_known_issues(*PLANTED)

@@ -1,7 +1,7 @@
 """The throughput regression check: flags a planted 1.5x slowdown, does not flag an A/A
 comparison (same timm on both sides), reads clearly on a missing baseline; the benchmark
 suite writes pytest-benchmark JSON and timm benchmark.py CSV; the CUDA path skips cleanly
-without a GPU. Toys (forwards that sleep): tests/toy_bench_models.py."""
+without a GPU. Toys (forwards that sleep): tests/toys/toy_bench_models.py."""
 from __future__ import annotations
 
 import csv
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import bench_compare
-from harness.bench_compare import Side, WorkerArgs, judge
-from tests import toy_bench_models
+from harness.checks import benchmark_compare as bench_compare
+from harness.checks.benchmark_compare import Side, WorkerArgs, judge
 from tests.helpers import run_suites
+from tests.toys import toy_bench_models
 
 
 def _noisy(rng, n, scale, sigma=0.1):
@@ -49,7 +49,7 @@ def test_interleaved_processes_flag_the_planted_slowdown_only():
     """One run, five rounds: toy_bench_slow sleeps 1.5x on the candidate side (planted),
     toy_bench is the same on both sides (A/A). The measured ratio of the slow toy is under
     1.5 because the forward's own compute and the machine's load add to both sides."""
-    args = WorkerArgs(("toy_bench", "toy_bench_slow"), warmup=1, iters=3, imports=("tests.toy_bench_models",))
+    args = WorkerArgs(("toy_bench", "toy_bench_slow"), warmup=1, iters=3, imports=("tests.toys.toy_bench_models",))
     verdicts = bench_compare.compare_sides(Side("baseline"), Side("candidate", env={toy_bench_models.ENV: "1.5"}),
                                            args, rounds=5, log=lambda *_: None)
     by_model = {v.model: v for v in verdicts}
@@ -69,7 +69,7 @@ def test_missing_stored_baseline_is_a_clear_error(tmp_path, capsys):
 def test_benchmark_suite_writes_json_and_timm_csv(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    run = run_suites(["-p", "tests.toy_bench_models", "-p", "no:xdist", "-m", "benchmark", "--models", "toy_bench",
+    run = run_suites(["-p", "tests.toys.toy_bench_models", "-p", "no:xdist", "-m", "benchmark", "--models", "toy_bench",
                       "--bench-rounds", "3", "--bench-warmup", "1", "--bench-csv", str(out / "bench.csv"),
                       f"--benchmark-json={out / 'bench.json'}"], tmp_path)
     assert run.outcomes == {"test_benchmark[toy_bench]": "passed"}, run.output
@@ -83,7 +83,7 @@ def test_benchmark_suite_writes_json_and_timm_csv(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_cuda_benchmark_skips_cleanly_without_a_gpu(tmp_path):
-    run = run_suites(["-p", "tests.toy_bench_models", "-p", "no:xdist", "-m", "benchmark", "--models", "toy_bench",
+    run = run_suites(["-p", "tests.toys.toy_bench_models", "-p", "no:xdist", "-m", "benchmark", "--models", "toy_bench",
                       "--device", "cuda"], tmp_path)
     assert run.outcomes == {"test_benchmark[toy_bench]": "skipped"}, run.output
     assert "CUDA is not available" in run.messages["test_benchmark[toy_bench]"]

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from harness import artifacts, build
-from harness.compat import CompatLayoutError, discover
-from harness.__main__ import main as harness_main
-from tests import toy_models  # noqa: F401 - registers the toys
+from harness.checks.compat import CompatLayoutError, discover
+from harness.cli import main as harness_main
+from harness.models import build
+from harness.weights import artifacts
 from tests.helpers import run_suites
+from tests.toys import toy_models  # noqa: F401 - registers the toys
 
-PLUGIN = ["-p", "tests.toy_models", "--models", "toy_ok"]
+PLUGIN = ["-p", "tests.toys.toy_models", "--models", "toy_ok"]
 
 
 def _export_as(root: Path, version: str) -> Path:

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from harness.releases import timm_release
+from harness.weights.releases import timm_release
 from tests.helpers import ROOT, run_suites
 
 MODELS = ("cspresnet50", "dpn48b", "regnetx_002")

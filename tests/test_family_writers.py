@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import build, checkpoint_families as cf
-from harness.family_writers import UnsupportedLayout, load_overlay, write_family
-from harness.weights import fill_deterministic, make_input
+from harness.models import build
+from harness.models import checkpoint_sources as cf
+from harness.weights.deterministic import fill_deterministic, make_input
+from harness.weights.family_writers import UnsupportedLayout, load_overlay, write_family
 
 TINY = dict(embed_dim=64, depth=2, num_heads=2, img_size=32, patch_size=8)
 DINO = dict(embed_dim=64, depth=2, num_heads=2, img_size=28)

@@ -1,15 +1,16 @@
 """The golden check family: it catches a planted change of 1e-3 relative in one layer,
 accepts float32 reordering noise (another summation order, another thread count), names
 a state_dict layout change, and fails clearly on a missing or corrupt file. Toy:
-tests/toy_golden_models.py."""
+tests/toys/toy_golden_models.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness import golden
-from tests import toy_golden_models
+from harness.checks import golden
+from harness.registry import tolerances
 from tests.helpers import run_suites
+from tests.toys import toy_golden_models
 
 TOY, SIZE = "toy_golden", (3, 32, 32)
 
@@ -100,15 +101,15 @@ def test_autocast_profile_accepts_bf16_on_cpu(recorded):
 
 
 def test_overrides_are_data():
-    loose = golden.Tolerance(multiplier=1e3, floor=0.0)
-    override = golden.ToleranceOverride("toy_*", "cpu-*", loose, reason="test", keys=("logits",))
-    assert golden.tolerance_for("toy_golden", "cpu-float32", "logits", (override,)) is loose
-    assert golden.tolerance_for("toy_golden", "cpu-float32", "features", (override,)) is golden.PROFILES["cpu-float32"]
-    assert golden.tolerance_for("resnet18", "cuda-float32", "logits", (override,)) is golden.PROFILES["cuda-float32"]
+    loose = tolerances.Tolerance(multiplier=1e3, floor=0.0)
+    override = tolerances.ToleranceOverride("toy_*", "cpu-*", loose, reason="test", keys=("logits",))
+    assert tolerances.golden_tolerance("toy_golden", "cpu-float32", "logits", (override,)) is loose
+    assert tolerances.golden_tolerance("toy_golden", "cpu-float32", "features", (override,)) is tolerances.GOLDEN_PROFILES["cpu-float32"]
+    assert tolerances.golden_tolerance("resnet18", "cuda-float32", "logits", (override,)) is tolerances.GOLDEN_PROFILES["cuda-float32"]
 
 
 def test_suite_records_compares_and_reports(tmp_path, monkeypatch):
-    args = ["-p", "tests.toy_golden_models", "-m", "golden", "--models", TOY, "--golden-dir", str(tmp_path / "g")]
+    args = ["-p", "tests.toys.toy_golden_models", "-m", "golden", "--models", TOY, "--golden-dir", str(tmp_path / "g")]
     missing = run_suites(args, tmp_path)
     assert missing.outcomes == {"test_golden[toy_golden]": "failed"}, missing.output
     assert "--update-golden" in missing.messages["test_golden[toy_golden]"]
@@ -122,7 +123,7 @@ def test_suite_records_compares_and_reports(tmp_path, monkeypatch):
 
 
 def test_structural_models_and_missing_cuda_skip_with_a_reason(tmp_path):
-    args = ["-p", "tests.toy_golden_models", "-m", "golden", "--models", TOY]
+    args = ["-p", "tests.toys.toy_golden_models", "-m", "golden", "--models", TOY]
     over = run_suites(args + ["--max-params", "10"], tmp_path)
     assert over.outcomes == {"test_golden[toy_golden]": "skipped"}, over.output
     assert "> --max-params 10" in over.messages["test_golden[toy_golden]"]

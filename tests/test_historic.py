@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.releases import RELEASES, timm_release  # noqa: F401 - re-exported for other historic tests
+from harness.weights.releases import RELEASES, timm_release  # noqa: F401 - re-exported for other historic tests
 from tests.helpers import run_suites
 
 MODELS = "vit_tiny_patch16_224,vit_*map*,hrnet_w18_small"

@@ -2,8 +2,8 @@
 the strict-xfail semantics seen end to end through the suites."""
 import pytest
 
-from harness.known_issues import KNOWN_ISSUES, KnownIssue, matching_issue
-from harness.pytest_plugin import CHECK_FAMILIES
+from harness.registry.check_families import CHECK_FAMILIES
+from harness.registry.known_issues import KNOWN_ISSUES, KnownIssue, matching_issue
 from tests.helpers import run_suites
 
 ISSUE = KnownIssue("hrnet_*", "pretrained", ">=0.9.16,<1.0.3", reason="r", variant="*-pretrained_nonstrict-*")

@@ -4,9 +4,10 @@ across checks changes no result."""
 import pytest
 import torch
 
-from harness import build, model_cache
-from harness.weights import fill_deterministic
-from tests import toy_models  # noqa: F401 - registers the toys
+from harness.models import build
+from harness.weights import model_cache
+from harness.weights.deterministic import fill_deterministic
+from tests.toys import toy_models  # noqa: F401 - registers the toys
 
 
 @pytest.mark.parametrize("name", ["toy_ok", "levit_128s", "regnetx_002"])

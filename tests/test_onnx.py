@@ -1,18 +1,18 @@
 """The onnx check: both exporters pass on a correct toy, each fails on a toy whose forward
 bakes the batch size into the graph (naming the module), the after-reparam export fails
 naming the layer reparameterize left None, failure parsing finds the op an exporter names,
-and the suite collects '<model>-<exporter>[-reparam]' ids. Toys: tests/toy_onnx_models.py,
-tests/toy_reparam_models.py."""
+and the suite collects '<model>-<exporter>[-reparam]' ids. Toys: tests/toys/toy_onnx_models.py,
+tests/toys/toy_reparam_models.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from harness import onnx_export
-from harness.onnx_export import check_onnx
-from tests import toy_onnx_models, toy_reparam_models  # noqa: F401 - registers the toys
+from harness.checks import onnx as onnx_export
+from harness.checks.onnx import check_onnx
 from tests.helpers import run_suites
+from tests.toys import toy_onnx_models, toy_reparam_models  # noqa: F401 - registers the toys
 
 SIZE = (3, 32, 32)
 
@@ -88,7 +88,7 @@ def test_bisection_finds_the_first_failing_module_and_stays_bounded():
 def test_suite_ids_and_skips_over_max_params(tmp_path):
     """'<model>-<exporter>' for every model, '-reparam' ids only for reparameterizable ones;
     over --max-params skipped with a reason (toy_reparam_* has 10,008 parameters)."""
-    run = run_suites(["-p", "tests.toy_onnx_models", "-p", "tests.toy_reparam_models", "-m", "onnx",
+    run = run_suites(["-p", "tests.toys.toy_onnx_models", "-p", "tests.toys.toy_reparam_models", "-m", "onnx",
                       "--models", "toy_onnx_ok,toy_onnx_baked_batch,toy_reparam_ok", "--max-params", "10000"],
                      tmp_path)
     expected = {"test_onnx_export[toy_onnx_ok-torchscript]": "passed",

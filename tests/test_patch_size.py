@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_patch_embed
 
-from harness.patch_size import assert_pi_resize, check_patch_case, make_patch_source, patch_cases
-from tests import toy_patch_models  # noqa: F401 - registers the toys
+from harness.checks.patch_size import assert_pi_resize, check_patch_case, make_patch_source, patch_cases
 from tests.helpers import run_suites
+from tests.toys import toy_patch_models  # noqa: F401 - registers the toys
 
 
 def run_cases(model: str, tmp_path) -> dict[str, str]:
@@ -69,7 +69,7 @@ def test_pi_resize_check_accepts_timm_and_rejects_plain_interpolation():
 
 
 def test_suite_catches_the_planted_bug_end_to_end(tmp_path):
-    run = run_suites(["-p", "tests.toy_patch_models", "-m", "patch_size", "--models",
+    run = run_suites(["-p", "tests.toys.toy_patch_models", "-m", "patch_size", "--models",
                       "toy_vit_ok,toy_vit_openclip_early_return"], tmp_path)
     assert run.returncode == 1, run.output
     assert run.failed() == {

@@ -1,15 +1,15 @@
 """Every assertion of the create, pretrained and reset_classifier checks fails on a toy
 model that plants the bug it exists for, and passes on the correct toy (so the checks
-can both pass and fail). The toys are registered by tests/toy_models.py only."""
+can both pass and fail). The toys are registered by tests/toys/toy_models.py only."""
 from __future__ import annotations
 
 import pytest
 
-from harness.create_checks import check_variant, make_source
-from harness.model_table import family_for
-from harness.reset_checks import check_reset_classifier, make_subject
-from harness.variants import LOAD_MODES, HeadVariant, head_variants
-from tests import toy_models
+from harness.checks.pretrained import check_variant, make_source
+from harness.checks.reset_classifier import check_reset_classifier, make_subject
+from harness.models.variants import LOAD_MODES, head_variants
+from harness.registry.model_families import family_for
+from tests.toys import toy_models
 
 SIZE = (3, 32, 32)
 MODES = {m.id: m for m in LOAD_MODES}

@@ -1,17 +1,23 @@
 """The reparam check: discovery finds exactly the models reparameterize_model would touch,
 every assertion fails on a toy that plants its bug and passes on the correct toy, and
-the suite collects only reparameterizable models. Toys: tests/toy_reparam_models.py."""
+the suite collects only reparameterizable models. Toys: tests/toys/toy_reparam_models.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness import reparam
-from harness.reparam import check_reparam, check_structure, discover
-from tests import toy_reparam_models  # noqa: F401 - registers the toys
+from harness.checks.reparam import check_reparam, check_structure
+from harness.models.facts import facts_for
+from harness.models.module_tree import module_paths, modules_left_none
 from tests.helpers import run_suites
+from tests.toys import toy_reparam_models  # noqa: F401 - registers the toys
 
 SIZE = (3, 32, 32)
+
+
+def discover(model_name, cache_get=None, cache_set=None):
+    """The reparam sites, as the suite reads them (from the cached facts)."""
+    return facts_for(model_name, cache_get, cache_set).reparam_sites
 
 
 @pytest.mark.parametrize("model_name", ["nextvit_small", "repvgg_a0", "fastvit_t8", "mobileone_s0"])
@@ -66,14 +72,14 @@ def test_structural_reparam_on_meta(bug, message):
 
 def test_modules_left_none_ignores_replaced_parents():
     model = torch.nn.Sequential(torch.nn.Sequential(torch.nn.ReLU()), torch.nn.ReLU())
-    before = reparam._module_paths(model)
+    before = module_paths(model)
     model[0] = torch.nn.Identity()  # a fuse() replacing a parent: not a None attribute
     model[1] = None
-    assert reparam.modules_left_none(before, model) == ["1 (was ReLU)"]
+    assert modules_left_none(before, model) == ["1 (was ReLU)"]
 
 
 def test_suite_collects_only_reparameterizable_models(tmp_path):
-    run = run_suites(["-p", "tests.toy_reparam_models", "-m", "reparam",
+    run = run_suites(["-p", "tests.toys.toy_reparam_models", "-m", "reparam",
                       "--models", "toy_reparam_ok,toy_reparam_none_layer,resnet18"], tmp_path)
     assert run.outcomes == {"test_reparam_equivalence[toy_reparam_ok]": "passed",
                             "test_reparam_equivalence[toy_reparam_none_layer]": "failed"}, run.output

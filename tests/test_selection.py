@@ -2,7 +2,8 @@
 import pytest
 import timm
 
-from harness.selection import SMOKE_MODELS, SelectionError, resolve_models
+from harness.models.selection import SelectionError, resolve_models
+from harness.registry.smoke import SMOKE_MODELS, in_smoke_scope
 from tests.helpers import run_suites
 
 REGISTRY = ["resnet18", "resnet50", "vit_tiny_patch16_224", "vit_so150m_patch16_reg4_map_256", "dpn48b"]
@@ -40,7 +41,6 @@ def test_unknown_model_is_a_usage_error_not_an_empty_green_run(tmp_path):
 
 
 def test_smoke_scope_curates_costly_families_only():
-    from harness.selection import in_smoke_scope
 
     assert in_smoke_scope("create", "vit_base_patch16_clip_224-pretrained-default")
     assert in_smoke_scope("onnx", "vit_base_patch16_clip_224-torchscript")

@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import run_suites
 
-PLUGIN = ["-p", "tests.toy_models"]
+PLUGIN = ["-p", "tests.toys.toy_models"]
 
 
 def test_suites_fail_on_planted_bugs_and_pass_on_the_correct_toy(tmp_path):

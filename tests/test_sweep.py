@@ -12,12 +12,16 @@ from html.parser import HTMLParser
 
 import pytest
 
-from harness import expected_status, report_diff, sharding
-from harness.matrix import build_matrix, markdown
-from harness.results import Results, load
+from harness.plugin import sharding
+from harness.plugin.scheduling import ModelScheduling
+from harness.reports import diff as report_diff
+from harness.reports import expected_status
+from harness.reports.matrix import build_matrix, markdown
+from harness.reports.progress import Progress
+from harness.reports.results import Results, load
 from tests.helpers import run_suites
 
-TOYS = ["-p", "tests.toy_models", "-p", "tests.toy_sweep_models"]
+TOYS = ["-p", "tests.toys.toy_models", "-p", "tests.toys.toy_sweep_models"]
 STRICT = "suites/test_create.py::test_create_variant[toy_strict_head-pretrained-head_]"
 CRASH = "suites/test_create.py::test_create_variant[toy_segfault-scratch-num_classes_7]"
 
@@ -214,7 +218,6 @@ def test_matrix_marks_not_applicable_cells():
 
 
 def test_progress_counts_models_and_estimates_time_left():
-    from harness.progress import Progress
 
     now = [0.0]
     lines = []
@@ -230,7 +233,6 @@ def test_progress_counts_models_and_estimates_time_left():
 def test_model_scheduler_groups_by_model_and_never_reruns_a_crashed_test():
     from collections import OrderedDict
 
-    from harness.scheduling import ModelScheduling
 
     sched = object.__new__(ModelScheduling)  # the state xdist keeps; no workers needed
     assert sched._split_scope("suites/test_create.py::test_create_variant[resnet18-scratch-default]") == "resnet18"

@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import build
-from harness.weights import deterministic_value, fill_deterministic, make_input, seed_for
+from harness.models import build
+from harness.weights.deterministic import deterministic_value, fill_deterministic, make_input, seed_for
 
 
 def _filled(name: str, seed: int):

@@ -1,0 +1,382 @@
+"""Golden outputs: what each model computes with the harness's deterministic weights on
+its seeded input, recorded once and compared on every later run.
+
+One safetensors file per model, ``<golden-dir>/outputs/<model>.safetensors`` (the layout
+does not depend on the timm version, so old and new releases compare against the same
+file). It holds three tensors, each the float64 reference rounded to float32:
+
+- ``logits``: ``forward_head(forward_features(x))``, (B, num_classes);
+- ``pre_logits``: ``forward_head(..., pre_logits=True)``, (B, num_features); omitted when
+  it equals the logits (models built with num_classes=0);
+- ``features``: ``forward_features(x)`` reduced to (B, SKETCH_DIM) by a count sketch: every
+  element goes to one of SKETCH_DIM buckets with a random sign, both fixed by a seed and
+  the feature size. It is independent of the layout (NCHW, NHWC, tokens), linear, and
+  any change to any feature element moves a bucket; the full shape is kept in metadata.
+
+Why float64 rounded to float32: the reference must be more exact than the float32 run it
+judges; rounding it to float32 costs half an ulp, far below any model's own float32 error
+(and covered by the magnitude floor), and halves the size. float16 storage would not do:
+its 1e-3 resolution is the size of the changes golden must catch.
+
+Metadata (the safetensors header, plain JSON at the start of the file): timm, torch,
+device, dtype, input size, parameter count, the state_dict layout signature (sha256 of the
+sorted key:shape lines) and the layout itself (zlib+base64, for naming changed keys), and
+``err32``: per key, max |float32 output - float64 output| measured when recording. That
+error is the model's own numerical noise; a later float32 result is accepted when its
+error against the reference stays within a small multiple of it (the rule PyTorch's
+dynamo accuracy checks use: harness.checks.numerics.error_budget).
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from harness.checks.numerics import error_budget
+from harness.models import build
+from harness.registry.tolerances import Tolerance, golden_tolerance
+from harness.weights.deterministic import BATCH_SIZE, fill_deterministic, make_input, seed_for, single_thread
+
+FORMAT = "harness-golden/1"
+SKETCH_DIM = 128
+KEYS = ("logits", "pre_logits", "features")
+SUBDIR = "outputs"
+
+
+class GoldenFileError(Exception):
+    """A golden file that is missing, unreadable or not a harness golden file."""
+
+
+# ---------------------------------------------------------------- tolerances
+
+# Tolerances by "<device>-<precision>" and per-model overrides: registry.tolerances.
+PRECISIONS = ("float32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------- computing outputs
+
+def layout_lines(model: nn.Module) -> list[str]:
+    return sorted(f"{k}:{'x'.join(map(str, v.shape))}" for k, v in model.state_dict().items())
+
+
+def layout_signature(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def _pack(lines: list[str]) -> str:
+    return base64.b64encode(zlib.compress("\n".join(lines).encode(), 9)).decode()
+
+
+def _unpack(text: str) -> list[str]:
+    return zlib.decompress(base64.b64decode(text)).decode().split("\n") if text else []
+
+
+def sketch(features: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B, SKETCH_DIM) float64 count sketch with buckets and signs fixed by the
+    per-sample size, computed in float64 so it adds no rounding of its own."""
+    flat = features.detach().reshape(features.shape[0], -1).to(device="cpu", dtype=torch.float64)
+    size = flat.shape[1]
+    gen = torch.Generator().manual_seed(seed_for("golden-sketch", str(size), str(SKETCH_DIM)))
+    bucket = torch.randint(0, SKETCH_DIM, (size,), generator=gen)
+    sign = torch.randint(0, 2, (size,), generator=gen).to(torch.float64) * 2 - 1
+    out = torch.zeros(flat.shape[0], SKETCH_DIM, dtype=torch.float64)
+    return out.index_add_(1, bucket, flat * sign)
+
+
+def _tensor(out, what: str) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (list, tuple)) and out and all(isinstance(o, torch.Tensor) for o in out):
+        return torch.cat([o.reshape(o.shape[0], -1) for o in out], dim=1)
+    raise AssertionError(f"{what} returned {type(out).__name__}, expected tensor(s)")
+
+
+def forward_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], tuple[int, ...]]:
+    """{'logits', 'pre_logits', 'features' (sketched)} as float64 CPU tensors, and the
+    full features shape. One forward: logits and pre-logits both come from the features."""
+    threads = single_thread() if x.device.type == "cpu" else contextlib.nullcontext()
+    with torch.inference_mode(), threads:
+        feats = model.forward_features(x)
+        logits = _tensor(model.forward_head(feats), "forward_head")
+        pre = _tensor(model.forward_head(feats, pre_logits=True), "forward_head(pre_logits=True)")
+        feats_t = _tensor(feats, "forward_features")
+        out = {"logits": logits.detach().cpu().double(), "pre_logits": pre.detach().cpu().double(),
+               "features": sketch(feats_t)}
+    return out, tuple(feats_t.shape)
+
+
+@contextlib.contextmanager
+def precision_context(device: str, precision: str):
+    """float32 with TF32 off on CUDA (its 10-bit mantissa is not float32), or autocast."""
+    if precision == "float32":
+        if device.startswith("cuda"):
+            old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            try:
+                yield
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        else:
+            yield
+        return
+    with torch.autocast(device_type=device.split(":")[0], dtype=_AUTOCAST[precision]):
+        yield
+
+
+def _built(model_name: str, device: str) -> nn.Module:
+    return fill_deterministic(build.create(model_name, device=device), model_name)
+
+
+@dataclass
+class Golden:
+    """A recorded reference: tensors (float32) and metadata."""
+
+    model: str
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def err32(self) -> dict[str, float]:
+        return self.meta.get("err32", {})
+
+    @property
+    def layout(self) -> list[str]:
+        return _unpack(self.meta.get("layout", ""))
+
+
+def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") -> Golden:
+    """Run the deterministic model in float32 and float64; the float64 outputs are the
+    reference, their distance to the float32 outputs the noise scale per key."""
+    model = _built(model_name, device)
+    lines = layout_lines(model)
+    x = make_input(model_name, input_size, BATCH_SIZE, device)
+    model64 = copy.deepcopy(model).double()  # before any forward: caches stay float64
+    ref, feat_shape = forward_outputs(model64, x.double())
+    del model64
+    with precision_context(device, "float32"):
+        out32, _ = forward_outputs(model, x)
+    for key, value in ref.items():
+        if not torch.isfinite(value).all():
+            raise AssertionError(f"{model_name}: float64 {key} has non-finite values; nothing to record")
+    if ref["pre_logits"].shape == ref["logits"].shape and torch.equal(ref["pre_logits"], ref["logits"]):
+        del ref["pre_logits"], out32["pre_logits"]
+    err32 = {k: (out32[k] - ref[k]).abs().max().item() for k in ref}
+    meta = {
+        "format": FORMAT, "model": model_name, "timm": build.timm_version(), "torch": torch.__version__,
+        "device": device, "dtype": "float64 reference stored as float32; err32 from a float32 run",
+        "input_size": list(input_size), "batch_size": BATCH_SIZE, "param_count": build.param_count(model),
+        "features_shape": list(feat_shape), "sketch_dim": SKETCH_DIM, "err32": err32,
+        "layout_sha": layout_signature(lines), "layout": _pack(lines),
+    }
+    return Golden(model_name, {k: v.float().contiguous() for k, v in ref.items()}, meta)
+
+
+# ---------------------------------------------------------------- files
+
+def golden_path(golden_dir: Path, model_name: str) -> Path:
+    return Path(golden_dir) / SUBDIR / f"{model_name}.safetensors"
+
+
+def record_command(model_name: str, golden_dir: Path | None = None) -> str:
+    extra = f" --golden-dir {golden_dir}" if golden_dir is not None and Path(golden_dir) != Path("golden") else ""
+    return f"python -m pytest suites -m golden --models '{model_name}' --update-golden{extra}"
+
+
+def save(golden: Golden, path: Path) -> None:
+    """Atomically: written to a temporary file in the same folder, then renamed over."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in golden.meta.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(golden.tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; golden files are shared data
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+_JSON_FIELDS = ("input_size", "batch_size", "param_count", "features_shape", "sketch_dim", "err32")
+
+
+def load(path: Path, model_name: str, golden_dir: Path | None = None) -> Golden:
+    """The golden record, or GoldenFileError saying what is wrong and how to re-record."""
+    if not path.exists():
+        raise GoldenFileError(f"no golden outputs for {model_name}: {path} does not exist. Record them with:\n"
+                              f"  {record_command(model_name, golden_dir)}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in raw.items()}
+        if meta.get("format") != FORMAT or "logits" not in tensors or "err32" not in meta:
+            raise ValueError(f"format {meta.get('format')!r}, tensors {sorted(tensors)}")
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise GoldenFileError(f"golden file {path} is corrupt or not a {FORMAT} file "
+                              f"({type(exc).__name__}: {str(exc)[:200]}). Re-record it with:\n"
+                              f"  {record_command(model_name, golden_dir)}") from None
+    return Golden(model_name, tensors, meta)
+
+
+# ---------------------------------------------------------------- comparing
+
+@dataclass(frozen=True)
+class KeyResult:
+    key: str
+    max_abs: float
+    max_rel: float
+    budget: float
+    err32: float
+    argmax_agree: tuple[int, int] | None = None  # (agreeing rows, rows) for logits
+    shape: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (actual, golden) on mismatch
+
+    @property
+    def ok(self) -> bool:
+        return self.shape is None and self.max_abs <= self.budget
+
+    def describe(self) -> str:
+        if self.shape is not None:
+            return f"{self.key}: shape {self.shape[0]} vs golden {self.shape[1]}"
+        agree = f", argmax agrees {self.argmax_agree[0]}/{self.argmax_agree[1]}" if self.argmax_agree else ""
+        ratio = self.max_abs / self.err32 if self.err32 else float("inf")
+        return (f"{self.key}: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
+                f"(budget {self.budget:.3g}; {ratio:.3g} x its own float32 error {self.err32:.3g}){agree}")
+
+
+def compare_key(key: str, actual: torch.Tensor, ref: torch.Tensor, err32: float, tol: Tolerance) -> KeyResult:
+    a, e = actual.double().cpu(), ref.double().cpu()
+    if tuple(a.shape) != tuple(e.shape):
+        return KeyResult(key, float("inf"), float("inf"), 0.0, err32, shape=(tuple(a.shape), tuple(e.shape)))
+    diff = (a - e).abs()
+    diff = torch.where(torch.isfinite(a), diff, torch.full_like(diff, float("inf")))
+    max_abs = diff.max().item() if diff.numel() else 0.0
+    max_rel = (diff / e.abs().clamp_min(1e-12)).max().item() if diff.numel() else 0.0
+    agree = None
+    if key == "logits" and a.dim() == 2 and a.shape[1] > 1:
+        agree = (int((a.argmax(1) == e.argmax(1)).sum()), a.shape[0])
+    ref_max = e.abs().max().item() if e.numel() else 0.0
+    return KeyResult(key, max_abs, max_rel, error_budget(tol, err32, ref_max), err32, agree)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str
+    profile: str
+    keys: tuple[KeyResult, ...]
+    layout_changes: tuple[str, ...]   # empty: the state_dict layout is the recorded one
+    other_changes: tuple[str, ...]    # forward_features shape
+    notes: tuple[str, ...] = ()       # shown, not failing: the default input size moved (the
+                                      # comparison runs at the recorded size)
+
+    @property
+    def ok(self) -> bool:
+        return all(k.ok for k in self.keys) and not self.layout_changes and not self.other_changes
+
+    def message(self) -> str:
+        bad = [k for k in self.keys if not k.ok]
+        if self.layout_changes:
+            head = (f"golden mismatch for {self.model} [{self.profile}]: the state_dict layout changed "
+                    f"({len(self.layout_changes)} differences: {'; '.join(self.layout_changes[:8])}"
+                    f"{' ...' if len(self.layout_changes) > 8 else ''})")
+            head += "; outputs " + ("also differ" if bad else "are still within tolerance")
+        else:
+            head = (f"golden mismatch for {self.model} [{self.profile}]: state_dict layout unchanged, "
+                    f"only the numbers differ" if bad else
+                    f"golden mismatch for {self.model} [{self.profile}]")
+        lines = [head] + [f"  {c}" for c in self.other_changes + self.notes]
+        lines += [f"  {'FAIL' if not k.ok else 'ok  '} {k.describe()}" for k in self.keys]
+        return "\n".join(lines)
+
+
+def layout_diff(actual: list[str], expected: list[str]) -> list[str]:
+    a = dict(line.rsplit(":", 1) for line in actual)
+    e = dict(line.rsplit(":", 1) for line in expected)
+    out = [f"missing {k}" for k in sorted(set(e) - set(a))] + [f"unexpected {k}" for k in sorted(set(a) - set(e))]
+    out += [f"{k} shape {a[k]} (golden {e[k]})" for k in sorted(set(a) & set(e)) if a[k] != e[k]]
+    return out
+
+
+def run_candidate(model_name: str, input_size: tuple[int, ...], device: str, precision: str
+                  ) -> tuple[dict[str, torch.Tensor], tuple[int, ...], list[str]]:
+    model = _built(model_name, device)
+    x = make_input(model_name, input_size, BATCH_SIZE, device)
+    with precision_context(device, precision):
+        out, feat_shape = forward_outputs(model, x)
+    return out, feat_shape, layout_lines(model)
+
+
+def compare(golden: Golden, outputs: dict[str, torch.Tensor], features_shape: tuple[int, ...],
+            layout: list[str], profile: str, input_size: tuple[int, ...]) -> Comparison:
+    meta = golden.meta
+    results = []
+    for key, ref in golden.tensors.items():
+        tol = golden_tolerance(golden.model, profile, key)
+        if key not in outputs:
+            results.append(KeyResult(key, float("inf"), float("inf"), 0.0, 0.0, shape=((), tuple(ref.shape))))
+            continue
+        results.append(compare_key(key, outputs[key], ref, float(golden.err32.get(key, 0.0)), tol))
+    layout_changes = () if layout_signature(layout) == meta.get("layout_sha") else \
+        tuple(layout_diff(layout, golden.layout) or [f"signature {layout_signature(layout)} vs {meta.get('layout_sha')}"])
+    other, notes = [], []
+    if list(input_size) != list(meta.get("input_size", input_size)):
+        notes.append(f"note: the model's input size is now {tuple(input_size)}; compared at the recorded "
+                     f"{tuple(meta['input_size'])}")
+    if list(features_shape) != list(meta.get("features_shape", features_shape)):
+        other.append(f"forward_features shape {tuple(features_shape)} (golden {tuple(meta['features_shape'])})")
+    return Comparison(golden.model, profile, tuple(results), layout_changes, tuple(other), tuple(notes))
+
+
+def check_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path, device: str = "cpu",
+                 precision: str = "float32") -> Comparison:
+    """Compare the importable timm's outputs with the recorded golden; AssertionError with
+    the numbers (and whether the state_dict layout changed) on a mismatch."""
+    golden = load(golden_path(golden_dir, model_name), model_name, golden_dir)
+    outputs, feat_shape, layout = run_candidate(model_name, tuple(golden.meta.get("input_size", input_size)),
+                                                device, precision)
+    result = compare(golden, outputs, feat_shape, layout, f"{device.split(':')[0]}-{precision}", input_size)
+    if not result.ok:
+        raise AssertionError(result.message())
+    return result
+
+
+def update_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path, device: str = "cpu") -> str:
+    """Record (atomically) and return one summary line: new, unchanged within noise, or
+    what changed and by how much."""
+    path = golden_path(golden_dir, model_name)
+    new = record(model_name, input_size, device)
+    try:
+        old = load(path, model_name, golden_dir) if path.exists() else None
+    except GoldenFileError:
+        old = None
+        status = "replaced an unreadable file"
+    else:
+        status = "new"
+    if old is not None:
+        feat_shape = tuple(new.meta["features_shape"])
+        cmp = compare(old, {k: v.double() for k, v in new.tensors.items()}, feat_shape, new.layout,
+                      "cpu-float32", tuple(new.meta["input_size"]))
+        missing = sorted(set(old.tensors) ^ set(new.tensors))
+        if cmp.ok and not missing:
+            status = "unchanged within noise (" + ", ".join(
+                f"{k.key} {k.max_abs:.2g}" for k in cmp.keys) + ")"
+        else:
+            parts = (["layout changed: " + "; ".join(cmp.layout_changes[:3])] if cmp.layout_changes else [])
+            parts += list(cmp.other_changes) + [k.describe() for k in cmp.keys if not k.ok]
+            parts += [f"keys changed: {', '.join(missing)}"] if missing else []
+            status = "CHANGED: " + " | ".join(parts)
+    save(new, path)
+    return f"{model_name}: {status}"

@@ -1,0 +1,96 @@
+"""What a model supports, read from the model itself (meta-device builds), never from a
+hand list: the modules reparameterize_model would touch, and the patch geometry of a
+patch-embedding model. Results feed the cached facts (harness.models.facts) or are
+cached per process."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from harness.models import build
+from harness.registry import model_families
+
+# the attribute names timm.utils.model.reparameterize_model looks for on each child, in
+# its order (the same three names in 0.9.16 through 1.0.31)
+REPARAM_METHODS: tuple[str, ...] = ("fuse", "reparameterize", "switch_to_deploy")
+
+
+def reparam_sites(model: nn.Module) -> tuple[str, ...]:
+    """'path:Class.method' for each module reparameterize_model would call a method on.
+    The root is excluded, as reparameterize_model only visits children."""
+    sites = []
+    for name, module in model.named_modules():
+        method = next((m for m in REPARAM_METHODS if hasattr(module, m)), None) if name else None
+        if method is not None:
+            sites.append(f"{name}:{type(module).__name__}.{method}")
+    return tuple(sites)
+
+
+def reparameterize_model(model: nn.Module) -> nn.Module:
+    """timm's reparameterize_model, on a deep copy (timm.utils.model has had it since 0.9.16).
+
+    A meta-device model is reparameterized under the meta device context, so the modules
+    fuse() creates (on the default device otherwise) match the tensors assigned to them."""
+    from timm.utils.model import reparameterize_model as timm_reparameterize
+
+    on_meta = any(t.is_meta for t in model.parameters())
+    with torch.device("meta") if on_meta else contextlib.nullcontext():
+        return timm_reparameterize(model, inplace=False)
+
+
+# ---------------------------------------------------------------- patch geometry
+
+IMG_SHRINK = 0.7  # new grid = round(0.7 x original grid), e.g. 224/16: 14 -> 10 (img_size 160)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    patch: int
+    img: tuple[int, int]
+    prefix_tokens: int        # tokens in pos_embed before the grid (0 with no_embed_class)
+
+
+def geometry_of(model: nn.Module) -> Geometry | None:
+    """The patch geometry of a ViT-style model (square Conv2d patch embedding, absolute
+    position embedding, no hybrid backbone), else None."""
+    pe = getattr(model, "patch_embed", None)
+    proj = getattr(pe, "proj", None)
+    if not isinstance(proj, nn.Conv2d) or getattr(model, "pos_embed", None) is None or hasattr(pe, "backbone"):
+        return None
+    ps = tuple(pe.patch_size)
+    if ps[0] != ps[1]:
+        return None
+    prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+    return Geometry(ps[0], tuple(pe.img_size), prefix)
+
+
+def changed_geometries(geom: Geometry) -> dict[str, dict]:
+    """geometry id -> create_model kwargs: twice the patch, and a ~0.7x smaller image."""
+    p, (h, w) = geom.patch, geom.img
+    gh = max(2, round(h // p * IMG_SHRINK))
+    gw = max(2, round(w // p * IMG_SHRINK))
+    img = (gh * p, gw * p)
+    return {f"patch_size_{2 * p}": {"patch_size": 2 * p},
+            f"img_size_{img[0]}" if img[0] == img[1] else f"img_size_{img[0]}x{img[1]}":
+                {"img_size": img if img[0] != img[1] else img[0]}}
+
+
+@functools.lru_cache(maxsize=None)
+def patch_geometry(model_name: str) -> Geometry | None:
+    """The model's patch geometry if it is a patch-embedding model whose constructor takes
+    the changed patch_size and img_size (meta device, nothing allocated)."""
+    if build.entrypoint_module(model_name) not in model_families.PATCH_SIZE_MODULES:
+        return None
+    try:
+        geom = geometry_of(build.create(model_name, device="meta"))
+        if geom is None:
+            return None
+        for kwargs in changed_geometries(geom).values():
+            build.create(model_name, device="meta", **kwargs)
+    except Exception:  # noqa: BLE001 - a model that rejects the kwargs is not a patch-size model
+        return None
+    return geom

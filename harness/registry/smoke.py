@@ -1,0 +1,44 @@
+"""The curated smoke set (``--models smoke``, the default) and, within it, the subsets
+that the costly check families run."""
+from __future__ import annotations
+
+import fnmatch
+
+# Small, fast members of the families behind timm's historic regressions, covering every
+# check family: ViT (incl. an attention pool, CLIP), HRNet heads, NextViT reparam,
+# ConvNormAct users (cspnet, dpn, regnet), reparameterizable CNNs, plain convnets, hybrids.
+SMOKE_MODELS: tuple[str, ...] = (
+    "vit_tiny_patch16_224",            # ViT; reset configs include global_pool='map'
+    "vit_so150m_patch16_reg4_map_256",  # ViT with attention pool by default (structural)
+    "vit_base_patch16_clip_224",       # CLIP ViT (OpenAI/OpenCLIP checkpoint families)
+    "deit_tiny_distilled_patch16_224",  # two classifiers (head, head_dist)
+    "hrnet_w18_small",                 # model-specific head kwarg: head='' / 'incre'
+    "nextvit_small",                   # reparameterize, hybrid conv/attention
+    "cspresnet50",                     # ConvNormAct users (pickle compat)
+    "dpn48b",
+    "regnetx_002",
+    "repvgg_a0",                       # reparameterizable CNN
+    "fastvit_t8",                      # reparameterizable hybrid
+    "resnet18",                        # plain convnet
+    "convnext_atto",                   # convnet with a norm+MLP head
+    "mobilenetv3_small_050",           # efficientnet builder, head_hidden_size != num_features
+    "levit_128s",                      # hybrid conv/attention, distilled head
+)
+
+# Within the smoke selection, the check families whose every case is costly (an ONNX
+# export through dynamo takes ~40 s a model on 2 cores; patch_size builds a ViT-B per tag
+# and geometry) run on a curated subset, so `nox -s compat` stays a quick gate. Keys are
+# check families, values fnmatch patterns over the test's parameter id; a family not
+# listed runs every smoke model. `--models 'pattern,...'` or `all` runs every case.
+SMOKE_SCOPES: dict[str, tuple[str, ...]] = {
+    "onnx": ("*-torchscript", "*-torchscript-reparam", "resnet18-dynamo", "mobilenetv3_small_050-dynamo",
+             "convnext_atto-dynamo", "vit_tiny_patch16_224-dynamo", "repvgg_a0-dynamo*"),
+    "patch_size": ("vit_tiny_patch16_224.augreg_in21k-*", "vit_base_patch16_clip_224.openai-*",
+                   "vit_base_patch16_clip_224.laion2b-*"),
+}
+
+
+def in_smoke_scope(check: str, param_id: str) -> bool:
+    """Whether a smoke run keeps this test (see SMOKE_SCOPES)."""
+    patterns = SMOKE_SCOPES.get(check)
+    return patterns is None or any(fnmatch.fnmatchcase(param_id, p) for p in patterns)

@@ -1,0 +1,113 @@
+"""End-of-run summary: one row per check family (passed, failed, known issue, skipped),
+then the failures with the first line of what differed. Printed with rich and written
+as Markdown so CI keeps it."""
+from __future__ import annotations
+
+import io
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.registry.test_ids import model_of, param_id
+
+OUTCOMES = ("passed", "failed", "known issue", "skipped")
+
+
+def outcome_of(report) -> str | None:
+    """Classify a test report; None for phases that do not decide the outcome."""
+    if hasattr(report, "wasxfail"):
+        return "known issue" if report.skipped else "failed"  # strict XPASS fails
+    if report.when == "call" or report.failed or report.skipped:
+        return report.outcome if report.outcome != "skipped" else "skipped"
+    return None
+
+
+class RunSummary:
+    """A pytest plugin object: collects outcomes, prints and writes the summary."""
+
+    def __init__(self, families: tuple[str, ...], report_dir: Path | None = None):
+        self.families = families
+        self.report_dir = report_dir
+        self.counts: dict[str, Counter] = defaultdict(Counter)
+        self.failures: list[tuple[str, str, str]] = []  # (family, test id, first line)
+        self.known: dict[str, list[str]] = defaultdict(list)  # reason -> test ids
+        self.models: set[str] = set()
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if any(f in report.keywords for f in self.families):
+            self.add(report)
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.counts:
+            return
+        terminalreporter.write_sep("=", "harness summary")
+        terminalreporter.write(self.render())
+        if self.report_dir is not None:
+            terminalreporter.write_line(f"report written to {self.write(self.report_dir)}")
+
+    def add(self, report) -> None:
+        outcome = outcome_of(report)
+        if outcome is None:
+            return
+        family = next((k for k in self.families if k in report.keywords), "other")
+        self.counts[family][outcome] += 1
+        if param_id(report.nodeid) is not None:
+            self.models.add(model_of(report.nodeid))
+        test_id = report.nodeid.split("::")[-1]
+        if outcome == "failed":
+            self.failures.append((family, test_id, _first_line(report)))
+        elif outcome == "known issue":
+            self.known[report.wasxfail].append(test_id)
+
+    def table(self) -> Table:
+        table = Table(title=f"timm regression harness: {len(self.models)} models")
+        table.add_column("check family")
+        for o in OUTCOMES:
+            table.add_column(o, justify="right")
+        for family in [f for f in self.families if f in self.counts] + (["other"] if "other" in self.counts else []):
+            c = self.counts[family]
+            table.add_row(family, *(str(c[o]) for o in OUTCOMES))
+        return table
+
+    def markdown(self) -> str:
+        lines = ["| check family | " + " | ".join(OUTCOMES) + " |", "|---" * (len(OUTCOMES) + 1) + "|"]
+        for family, c in self.counts.items():
+            lines.append(f"| {family} | " + " | ".join(str(c[o]) for o in OUTCOMES) + " |")
+        if self.failures:
+            lines += ["", "## Failures", ""]
+            lines += [f"- `{tid}` ({fam}): {msg}" for fam, tid, msg in self.failures]
+        if self.known:
+            lines += ["", "## Known issues", ""]
+            for reason, tests in self.known.items():
+                lines.append(f"- {reason}")
+                lines += [f"  - `{t}`" for t in tests]
+        return "\n".join(lines) + "\n"
+
+    def render(self, width: int = 120) -> str:
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, force_terminal=False)
+        console.print(self.table())
+        for family, tid, msg in self.failures[:50]:
+            console.print(f"FAILED {tid} [{family}]: {msg}", highlight=False, markup=False)
+        if len(self.failures) > 50:
+            console.print(f"... and {len(self.failures) - 50} more failures")
+        for reason, tests in self.known.items():
+            shown = ", ".join(tests[:4]) + (f" and {len(tests) - 4} more" if len(tests) > 4 else "")
+            console.print(f"KNOWN ISSUE x{len(tests)}: {reason}\n    {shown}", highlight=False, markup=False)
+        return buf.getvalue()
+
+    def write(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "summary.md"
+        path.write_text(self.markdown())
+        return path
+
+
+def _first_line(report) -> str:
+    text = str(getattr(report, "longrepr", "") or "")
+    for line in text.splitlines():
+        if line.startswith("E "):
+            return line[1:].strip()[:300]
+    return text.strip().splitlines()[-1][:300] if text.strip() else ""
