@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("harness.reports.diff", "new failures and fixes between two runs' results.json (exit 1 on new failures)"),
     "expected-status": ("harness.reports.expected_status", "record or check the expected status of every test id"),
     "zoo": ("harness.plugin.zoo", "the whole-zoo sweep in resumable shards; records expected/status-all.json"),
+    "bench-sweep": ("harness.reports.bench_sweep", "seconds per model and family on a named sample vs timm's tests"),
     "durations": ("harness.plugin.sharding", "merge per-model durations from results.json for --shard balancing"),
     "bench-compare": ("harness.checks.benchmark_compare", "candidate throughput vs a baseline timm or a stored one"),
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),

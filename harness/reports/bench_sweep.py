@@ -1,0 +1,157 @@
+"""``python -m harness bench-sweep``: what the default run costs per model and check family
+on a named sample, beside timm's own ``tests/test_models.py -m "base or cfg"`` on the
+same models, in one run, as a ratio.
+
+Both sides run as a user runs them (pytest, ``-n`` workers, a warm facts cache for the
+harness; timm's test file from the source distribution of the installed release), one
+after the other, so take the figure on a quiet machine: the load average before and
+after is printed with it. Per-family seconds are the sums of test durations (setup, call
+and teardown) per model; a model's shared build is paid by its first test, so a family
+that usually runs first carries it. Wall time per model is the whole run's wall time
+over the number of models: collection and start-up included, as the user waits for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.registry.paths import CACHE_DIR, ROOT
+from harness.registry.samples import SAMPLES
+from harness.reports.results import RESULTS_FILE, load
+
+
+def timm_tests_dir(version: str) -> Path:
+    """timm's tests/ for a release: from a checkout next to the importable package, else
+    from its source distribution on the package index (cached under .cache/timm-sdist)."""
+    import timm
+
+    checkout = Path(timm.__file__).resolve().parent.parent / "tests"
+    if (checkout / "test_models.py").is_file():
+        return checkout
+    root = CACHE_DIR / "timm-sdist" / version
+    tests = root / f"timm-{version}" / "tests"
+    if not (tests / "test_models.py").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        f"timm=={version}", "-d", str(root)], check=True)
+        archive = next(root.glob(f"timm-{version}.tar.gz"))
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    return tests
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run_harness(models: list[str], workers: int, out: Path, extra: list[str]) -> dict:
+    report = out / "harness"
+    cmd = [sys.executable, "-m", "pytest", "suites", "--models", ",".join(models), "-n", str(workers),
+           "--group-models", "-q", "--report-dir", str(report), *extra]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.time() - started
+    path = report / RESULTS_FILE
+    if not path.exists():
+        raise SystemExit(f"error: the harness run wrote no {path} (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+    per: dict[str, dict[str, float]] = {}
+    for r in load(path).tests.values():
+        per.setdefault(r.family, {}).setdefault(r.model, 0.0)
+        per[r.family][r.model] += r.duration
+    return {"wall_s": wall, "exit": proc.returncode, "families": per}
+
+
+def timm_node_ids(tests: Path, models: list[str]) -> list[str]:
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                           "test_models.py", "-m", "base or cfg"], cwd=tests, capture_output=True, text=True)
+    wanted = set(models)
+    ids = []
+    for line in proc.stdout.splitlines():
+        if "::" in line and "[" in line and set(line.rsplit("[", 1)[1].rstrip("]").split("-")) & wanted:
+            ids.append(line.strip())
+    return ids
+
+
+def run_timm(models: list[str], workers: int, out: Path, version: str) -> dict:
+    tests = timm_tests_dir(version)
+    ids = timm_node_ids(tests, models)
+    junit = out / "timm-junit.xml"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
+           f"--junitxml={junit}", *ids]
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=tests, capture_output=True, text=True)
+    wall = time.time() - started
+    per_model: dict[str, float] = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name", "")
+            hit = set(name.rsplit("[", 1)[-1].rstrip("]").split("-")) & set(models)
+            for m in hit:
+                per_model[m] = per_model.get(m, 0.0) + float(case.get("time", 0.0))
+    return {"wall_s": wall, "exit": proc.returncode, "tests": len(ids), "per_model": per_model, "dir": str(tests)}
+
+
+def summary(models: list[str], harness: dict, timm_side: dict | None, load: tuple[str, str]) -> tuple[str, dict]:
+    n = len(models)
+    table = Table(title=f"bench-sweep: {n} models (load average before {load[0]}, after {load[1]})")
+    for col in ("check family", "mean s/model", "median s/model", "models"):
+        table.add_column(col, justify="right" if col != "check family" else "left")
+    figures: dict = {"models": n, "families": {}}
+    for family, per in sorted(harness["families"].items(), key=lambda kv: -sum(kv[1].values())):
+        values = [per.get(m, 0.0) for m in models]
+        figures["families"][family] = {"mean": statistics.mean(values), "median": statistics.median(values),
+                                       "models": len(per)}
+        table.add_row(family, f"{statistics.mean(values):.2f}", f"{statistics.median(values):.2f}", str(len(per)))
+    figures["harness_wall_per_model"] = harness["wall_s"] / n
+    table.add_row("harness: wall / model", f"{figures['harness_wall_per_model']:.2f}", "", str(n), style="bold")
+    if timm_side is not None:
+        figures["timm_wall_per_model"] = timm_side["wall_s"] / n
+        figures["ratio"] = figures["harness_wall_per_model"] / figures["timm_wall_per_model"]
+        table.add_row("timm base+cfg: wall / model", f"{figures['timm_wall_per_model']:.2f}", "",
+                      f"{timm_side['tests']} tests", style="bold")
+        table.add_row("ratio harness / timm", f"{figures['ratio']:.2f}", "", "", style="bold")
+    console = Console(record=True, width=100)
+    console.print(table)
+    return console.export_text(), figures
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness bench-sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sample", default="random48", choices=sorted(SAMPLES), help="named model sample")
+    parser.add_argument("--models", default=None, help="comma-separated model names instead of --sample")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("HARNESS_WORKERS", "2")))
+    parser.add_argument("--skip-timm", action="store_true", help="only the harness side")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-sweep")
+    parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest args for the harness side")
+    args = parser.parse_args(argv)
+    import timm
+
+    models = args.models.split(",") if args.models else list(SAMPLES[args.sample])
+    missing = sorted(set(models) - set(timm.list_models()))
+    if missing:
+        print(f"error: not registered in timm {timm.__version__}: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    before = _loadavg()
+    harness = run_harness(models, args.workers, args.out, args.pytest_args)
+    timm_side = None if args.skip_timm else run_timm(models, args.workers, args.out, timm.__version__)
+    text, figures = summary(models, harness, timm_side, (before, _loadavg()))
+    print(text)
+    figures.update(timm=timm.__version__, sample=args.sample if not args.models else "custom", models_list=models)
+    (args.out / "bench-sweep.json").write_text(json.dumps(figures, indent=1) + "\n")
+    (args.out / "bench-sweep.txt").write_text(text)
+    return 0

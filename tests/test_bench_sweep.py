@@ -1,0 +1,45 @@
+"""bench-sweep: per-family seconds per model from a harness run's results, timm's own test
+ids for the same models, and the ratio between the two wall times."""
+from __future__ import annotations
+
+from harness.reports import bench_sweep
+
+FAKE_TIMM_TESTS = '''
+import pytest
+
+@pytest.mark.base
+@pytest.mark.parametrize("model_name", ["toy_a", "toy_b", "toy_c"])
+@pytest.mark.parametrize("batch_size", [1])
+def test_model_forward(model_name, batch_size):
+    pass
+
+@pytest.mark.cfg
+@pytest.mark.parametrize("model_name", ["toy_a", "toy_ab"])
+def test_model_default_cfgs(model_name):
+    pass
+
+@pytest.mark.parametrize("model_name", ["toy_a"])
+def test_not_base_or_cfg(model_name):
+    pass
+'''
+
+
+def test_timm_ids_are_the_base_and_cfg_tests_of_exactly_the_sample(tmp_path):
+    (tmp_path / "test_models.py").write_text(FAKE_TIMM_TESTS)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    base\n    cfg\n")
+    ids = bench_sweep.timm_node_ids(tmp_path, ["toy_a", "toy_c"])
+    assert sorted(ids) == ["test_models.py::test_model_default_cfgs[toy_a]",
+                           "test_models.py::test_model_forward[1-toy_a]",
+                           "test_models.py::test_model_forward[1-toy_c]"]
+
+
+def test_harness_side_and_summary(tmp_path):
+    models = ["toy_ok", "toy_nan_output"]
+    args = ["-p", "tests.toys.toy_models", "-m", "create or reset_classifier", "-p", "no:cacheprovider"]
+    harness = bench_sweep.run_harness(models, 0, tmp_path, args)
+    assert set(harness["families"]) == {"create", "reset_classifier"}
+    assert set(harness["families"]["create"]) == set(models)
+    text, figures = bench_sweep.summary(models, harness, {"wall_s": harness["wall_s"] / 2, "tests": 4,
+                                                          "per_model": {}}, ("0.1", "0.2"))
+    assert figures["ratio"] == 2.0
+    assert "ratio harness / timm" in text and "load average before 0.1" in text
