@@ -22,6 +22,7 @@ class KnownIssue:
     variant: str = "*"     # comma-separated fnmatch patterns over the test's full parameter id
     match: str = ""        # regex the failure message must contain; any other failure still fails
     test: str = "*"        # fnmatch over the test function's name (e.g. test_compat_pickle)
+    historic: bool = False  # the models are gone from the newest timm (kept for older releases)
 
     def applies(self, model: str, check: str, param_id: str, timm_version: str, test_name: str = "") -> bool:
         if check != self.check:
@@ -53,6 +54,27 @@ _FASTVIT_REPMIXER = (
     "deletes self.mixer, so a second reparameterize_model raises AttributeError 'RepMixer' object "
     "has no attribute 'mixer' (seen 0.9.16, 1.0.12, 1.0.31; same code in 1.0.3: not fixed)"
 )
+
+# Models whose default pretrained tag has custom_load=True (26 in 0.9.16 through 1.0.31; those
+# up to the default --max-params: over it the check loads the in-memory state_dict route,
+# which custom_load does not affect), and the custom_load tags of patch-embedding models
+# (65 tags: Google augreg/sam .npz on the URL, timm-native safetensors on the hub).
+_CUSTOM_LOAD_DEFAULT_MODELS = (
+    "flexivit_base,flexivit_small,resnetv2_50x1_bit,resnetv2_101x1_bit,vit_base_patch16_384,vit_base_patch32_224,"
+    "vit_base_patch32_384,vit_small_patch16_224,vit_small_patch16_384,vit_small_patch32_224,vit_small_patch32_384,"
+    "vit_small_r26_s32_224,vit_small_r26_s32_384,vit_tiny_patch16_224,vit_tiny_patch16_384,vit_tiny_r_s16_p8_224,"
+    "vit_tiny_r_s16_p8_384")
+_CUSTOM_LOAD_TAGS = "*.augreg_in21k-timm-*,*.augreg_in21k_ft_in1k-timm-*,*.augreg_in1k-timm-*,*.sam_in1k-timm-*," \
+                    "flexivit_*-timm-*"
+_CUSTOM_LOAD_FILE = (
+    "load_pretrained reads a pretrained_cfg_overlay `file` with model.load_pretrained() (the Google .npz "
+    "loader, np.load) whenever the tag's cfg has custom_load=True, although custom_load describes the tag's URL "
+    "file: the hub file timm downloads by default for these tags is a timm-native safetensors, so "
+    "create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=<that file>)) raises ValueError "
+    "'This file contains pickled (object) data' from np.load (same code in 0.9.16, 1.0.12 and 1.0.30; fixed in "
+    "1.0.31: resolve_pretrained_cfg sets custom_load=False when the overlay gives a file, url or hub id)"
+)
+_NPZ_LOADER_ERROR = r"raised ValueError: This file contains pickled \(object\) data"
 
 # Whole-module pickles (torch.save(model)) written by a baseline release, loaded by the candidate:
 # unpickling restores the old __dict__ without running __init__, so an attribute that a newer
@@ -92,6 +114,16 @@ _COMPAT_PICKLE_ISSUES = (
 )
 
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
+    KnownIssue(
+        "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
+        reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "
+               "pretrained_strict=False fails (TypeError/KeyError 'pretrained_strict'; seen 0.9.16, 1.0.3, "
+               "1.0.9; fixed in 1.0.11 by popping it)",
+        match="pretrained_strict",
+    ),
+    KnownIssue(_CUSTOM_LOAD_DEFAULT_MODELS, "pretrained", "<1.0.31", reason=_CUSTOM_LOAD_FILE, match=_NPZ_LOADER_ERROR),
+    KnownIssue("vit_*,flexivit_*", "patch_size", "<1.0.31", variant=_CUSTOM_LOAD_TAGS, reason=_CUSTOM_LOAD_FILE,
+               match=_NPZ_LOADER_ERROR),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),
@@ -124,13 +156,6 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
         reason=_STRICT_COLLISION.format(fn="dla/mnv3/hardcorenas/inception_v3/mnv5") +
         " (53 registered models in 1.0.31, found by building each with pretrained_strict=False)",
         match="multiple values for keyword argument 'pretrained_strict'",
-    ),
-    KnownIssue(
-        "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
-        reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "
-               "pretrained_strict=False fails (TypeError/KeyError 'pretrained_strict'; seen 0.9.16, 1.0.3, "
-               "1.0.9; fixed in 1.0.11 by popping it)",
-        match="pretrained_strict",
     ),
 )
 
