@@ -105,8 +105,9 @@ def test_meta_forward_tells_a_meta_limitation_from_a_failure():
 
 @pytest.mark.parametrize("model, reason", [
     ("vit_tiny_patch16_224", ""),
-    ("resnet18", "timm.models.resnet is not a patch-size module"),
-    ("vit_small_r26_s32_224", "timm.models.vision_transformer_hybrid is not a patch-size module"),
+    ("resnet18", "its module is not a patch-size module"),
+    ("vit_small_r26_s32_224", "its module is not a patch-size module"),  # vision_transformer_hybrid
+    ("vit_tiny_patch16_dinov3_qkvb", "not a plain patch-embedding model: no absolute position embedding"),
 ])
 def test_patch_discovery_reads_the_model_and_says_why_not(model, reason):
     found = patch_discovery(model)

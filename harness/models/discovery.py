@@ -120,7 +120,7 @@ def patch_discovery(model_name: str) -> PatchDiscovery:
     constructor that now raises for them is a failed case, not a missing one)."""
     module = build.entrypoint_module(model_name)
     if module not in model_families.PATCH_SIZE_MODULES:
-        return PatchDiscovery(None, f"{module} is not a patch-size module (model_families.PATCH_SIZE_MODULES)")
+        return PatchDiscovery(None, "its module is not a patch-size module (model_families.PATCH_SIZE_MODULES)")
     try:
         model = build.create(model_name, device="meta")
     except Exception as exc:  # noqa: BLE001 - the create family fails on it; no geometry to read here

@@ -76,6 +76,18 @@ _CUSTOM_LOAD_FILE = (
 )
 _NPZ_LOADER_ERROR = r"raised ValueError: This file contains pickled \(object\) data"
 
+# Every model of timm.models.eva (65 in 1.0.31).
+_EVA_MODELS = "eva02_*,eva_giant_*,vit_*rope*,vit_*dinov3*,vit_pe_*,vit_*_sapiens2,vit_*_lingbot"
+_EVA_IS_CAUSAL = (
+    "Eva.forward gained `attn_mask=None, is_causal=False` in 1.0.26 (commit 61a26c77, 'Improve attention mask "
+    "handling for vision_transformer and eva'); the TorchScript-based exporter feeds a forward's unspecified "
+    "defaults as traced inputs, so is_causal reaches F.scaled_dot_product_attention as tensor(False): TypeError "
+    "'argument is_causal must be bool, not Tensor'. torch.onnx.export(model, (x,), dynamo=False) and timm's own "
+    "timm.utils.onnx.onnx_export (its default exporter) fail for every Eva model (checked: eva02_tiny, "
+    "vit_small_patch16_rope_224, vit_pe_core_tiny, vit_small_patch16_lingbot, vit_tiny_patch16_dinov3_qkvb on "
+    "1.0.31; eva02_tiny exports on 1.0.25, fails on 1.0.26). The dynamo exporter is not affected"
+)
+
 # Whole-module pickles (torch.save(model)) written by a baseline release, loaded by the candidate:
 # unpickling restores the old __dict__ without running __init__, so an attribute that a newer
 # forward reads unguarded is missing; a class that was renamed cannot be found at all. The
@@ -126,6 +138,8 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
     KnownIssue(_CUSTOM_LOAD_DEFAULT_MODELS, "pretrained", "<1.0.31", reason=_CUSTOM_LOAD_FILE, match=_NPZ_LOADER_ERROR),
     KnownIssue("vit_*,flexivit_*", "patch_size", "<1.0.31", variant=_CUSTOM_LOAD_TAGS, reason=_CUSTOM_LOAD_FILE,
                match=_NPZ_LOADER_ERROR),
+    KnownIssue(_EVA_MODELS, "onnx", ">=1.0.26", variant="*-torchscript", reason=_EVA_IS_CAUSAL,
+               match=r"scaled_dot_product_attention\(\): argument 'is_causal' must be bool, not Tensor"),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),
