@@ -1,6 +1,6 @@
 """nox sessions: `tests` (the harness's own tests; .ci/run runs exactly this),
 `compat` (the suites on a candidate timm: `latest`, a version, or a checkout path) and
-`golden` (record golden outputs with --update-golden, or compare with --check)."""
+`golden` (compare golden outputs; `-- --record` records, `--accept-golden-changes` overwrites changes)."""
 from __future__ import annotations
 
 import hashlib
@@ -87,28 +87,44 @@ def _resolve_baselines(session: nox.Session, baselines: list[str], candidate_ver
 
 
 def _export_baselines(session: nox.Session, baselines: list[str], candidate_version: str,
-                      pytest_args: list[str]) -> Path:
+                      pytest_args: list[str]) -> tuple[Path, list[str]]:
     """Artifacts of each baseline release for this model selection, exported once and
     cached under artifacts/<selection hash>/<version>/ (the export skips models whose
     manifest verifies). Each baseline's timm is installed with --no-deps beside the
-    session's torch (harness.weights.releases) and put first on PYTHONPATH for the export."""
+    session's torch (harness.weights.releases) and put first on PYTHONPATH for the export.
+    Returns the folder and the problems that must fail the session: an export that failed
+    (exit 1: the models are listed) and a baseline whose folder is missing or empty."""
     selection = {opt: _option(pytest_args, opt, default) for opt, default in
                  (("--models", "smoke"), ("--exclude", ""), ("--max-params", "100000000"))}
     key = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
     compat_dir = ARTIFACTS / key
     compat_dir.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / f"{key}.json").write_text(json.dumps(selection, indent=1) + "\n")  # what the hash stands for
+    problems = []
     for version in baselines:
         if version == candidate_version:
             session.log(f"baseline {version} is the candidate itself: nothing to compare, not exported")
             continue
         release = session.run("python", "-m", "harness", "releases", version,
                               silent=True).strip().splitlines()[-1]
-        session.run("python", "-m", "harness", "export", str(compat_dir), "--missing-ok",
-                    "--models", selection["--models"], "--exclude", selection["--exclude"],
-                    "--max-params", selection["--max-params"], env={"PYTHONPATH": release},
-                    success_codes=[0, 1])  # 1: a model failed to export (listed); its compat checks are not collected
-    return compat_dir
+        out = session.run("python", "-m", "harness", "export", str(compat_dir), "--missing-ok",
+                          "--models", selection["--models"], "--exclude", selection["--exclude"],
+                          "--max-params", selection["--max-params"], env={"PYTHONPATH": release},
+                          silent=True, success_codes=[0, 1]) or ""
+        session.log(out.rstrip())
+        problems += baseline_problems(version, out, compat_dir / version)
+    return compat_dir, problems
+
+
+def baseline_problems(version: str, export_output: str, folder: Path) -> list[str]:
+    """What keeps a baseline from being compared: models whose export failed (the export's
+    'FAILED' lines) and a folder that is missing or holds no model. Each would otherwise
+    make its compat tests silently not collected."""
+    failed = [line.strip() for line in export_output.splitlines() if ": FAILED:" in line]
+    problems = [f"baseline {version}: export failed: {line}" for line in failed]
+    if not folder.is_dir() or not any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir()):
+        problems.append(f"baseline {version}: no artifacts in {folder} (nothing of the selection was exported)")
+    return problems
 
 
 @nox.session
@@ -123,6 +139,7 @@ def tests(session: nox.Session) -> None:
 def compat(session: nox.Session) -> None:
     """Every suite on the candidate timm, a summary table and reports under reports/."""
     candidate, baselines, pytest_args = _split_compat_args(session.posargs)
+    problems: list[str] = []
     _install_harness(session)
     _install_candidate(session, candidate)
     if not any(a == "--models" or a.startswith("--models=") for a in pytest_args):
@@ -131,25 +148,34 @@ def compat(session: nox.Session) -> None:
         version = session.run("python", "-c", "import timm; print(timm.__version__)",
                               silent=True).strip().splitlines()[-1]
         baselines = _resolve_baselines(session, baselines, version)
-        compat_dir = _export_baselines(session, baselines, version, pytest_args)
+        compat_dir, problems = _export_baselines(session, baselines, version, pytest_args)
         if any(p.is_dir() and p.name != version for p in compat_dir.iterdir()):
             pytest_args = ["--compat-dir", str(compat_dir), *pytest_args]
-    session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "-q", "-rfE",
-                "--report-dir=reports", "--junitxml=reports/junit.xml", *pytest_args)
+    try:
+        session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "-q", "-rfE",
+                    "--report-dir=reports", "--junitxml=reports/junit.xml", *pytest_args)
+    finally:  # the suites run first, so the report is complete; then the session fails
+        if problems:
+            session.error("baseline artifacts missing, so their compat checks did not run:\n  "
+                          + "\n  ".join(problems))
 
 
 @nox.session
 def golden(session: nox.Session) -> None:
-    """Record golden outputs (`--update-golden`) for the selection, printing what changed.
-    `nox -s golden -- --check [pytest args]` compares instead; default selection: smoke."""
+    """Compare golden outputs with the recorded ones (default selection: smoke).
+    `nox -s golden -- --record [pytest args]` records instead (a record whose values CHANGED
+    is kept unless `--accept-golden-changes` is passed too, after review)."""
     _install_harness(session)
-    args = list(session.posargs)
-    check = "--check" in args
-    args = [a for a in args if a != "--check"]
+    found, args = _split_flags(list(session.posargs), "--record", "--check")
     if not any(a == "--models" or a.startswith("--models=") for a in args):
         args = ["--models", "smoke", *args]
     session.run("python", "-m", "pytest", "suites", "-m", "golden", "-n", WORKERS, "-q", "-rfE",
-                "--report-dir=reports", *([] if check else ["--update-golden"]), *args)
+                "--report-dir=reports", *(["--update-golden"] if found["--record"] else []), *args)
+
+
+def _split_flags(posargs: list[str], *flags: str) -> tuple[dict[str, bool], list[str]]:
+    """Pull the session's own flags out of posargs (``--check`` is the default, kept as a no-op)."""
+    return {f: f in posargs for f in flags}, [a for a in posargs if a not in flags]
 
 
 def _split_sweep_args(posargs: list[str]) -> tuple[str | None, list[str]]:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-compare": ("harness.checks.benchmark_compare", "candidate throughput vs a baseline timm or a stored one"),
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
+    "sample": ("harness.models.sample", "a named sample of the zoo (the smallest model of each timm module)"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),
 }
 

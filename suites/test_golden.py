@@ -1,7 +1,8 @@
 """golden: the deterministic model's logits, pre-logits and (sketched) features on the
 seeded input match the recorded float64 reference within the model's own float32 noise
-(harness/checks/golden.py). ``--update-golden`` records instead; ``--golden-precision`` picks
-float32 or bf16/fp16 autocast, each with its own tolerance profile."""
+(harness/checks/golden.py). ``--update-golden`` records instead (a record whose values CHANGED
+only with ``--accept-golden-changes``; a model too noisy to record fails); ``--golden-precision``
+picks float32 or bf16/fp16 autocast, each with its own tolerance profile."""
 import pytest
 
 from harness.checks import golden
@@ -16,8 +17,11 @@ def test_golden(model_case, device, harness_options, request):
                if facts.param_count is not None else f"not buildable on the meta device ({facts.meta_error})")
         pytest.skip(f"golden outputs are recorded only for numerically checked models: {why}")
     if harness_options.update_golden:
-        line = golden.update_golden(model_case.model, model_case.facts.input_size, harness_options.golden_dir,
-                                    device)
+        try:
+            line = golden.update_golden(model_case.model, model_case.facts.input_size, harness_options.golden_dir,
+                                        device, harness_options.accept_golden_changes)
+        except (golden.GoldenChangedError, golden.GoldenNoiseError) as exc:
+            pytest.fail(str(exc), pytrace=False)
         request.node.user_properties.append(("golden_update", line))
         return
     try:

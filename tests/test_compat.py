@@ -96,6 +96,39 @@ def test_compat_names_a_renamed_key_and_refuses_a_tampered_file(tmp_path):
         assert "model.pth: sha256" in run.messages[test] and "does not match the manifest" in run.messages[test]
 
 
+def test_compat_fails_on_outputs_that_differ_from_the_stored_ones(tmp_path):
+    """An older "release" whose forward gave 1% other outputs for the same weights: both the
+    state_dict and the pickle round trip load, and both fail on the outputs."""
+    compat = tmp_path / "compat"
+    changed = _export_as(compat, "0.0.3")
+    outputs = load_file(str(changed / artifacts.OUTPUTS))
+    save_file({k: v * 1.01 for k, v in outputs.items()}, str(changed / artifacts.OUTPUTS))
+    _rehash(changed)
+    (compat / build.timm_version()).rmdir()  # _export_as leaves the candidate's folder empty
+    run = run_suites(PLUGIN + ["-m", "compat", "--compat-dir", str(compat)], tmp_path)
+    assert run.outcomes == {"test_compat_state_dict[toy_ok-0.0.3]": "failed",
+                            "test_compat_pickle[toy_ok-0.0.3]": "failed"}, run.output
+    assert ("outputs with the state_dict of timm 0.0.3 vs the outputs it stored differs: max abs err"
+            in run.messages["test_compat_state_dict[toy_ok-0.0.3]"])
+    assert ("outputs of the toy_ok module pickled by timm 0.0.3 vs the outputs it stored differs: max abs err"
+            in run.messages["test_compat_pickle[toy_ok-0.0.3]"])
+
+
+def test_save_load_fails_on_a_round_trip_that_loses_a_tensor(tmp_path):
+    """toy_lossy_state_dict's forward reads a random non-persistent buffer: the state_dict
+    round trip loses it (a fresh model draws another), the whole-module pickle keeps it."""
+    from harness.checks import save_load
+
+    lossy = save_load.save("toy_lossy_state_dict", tmp_path)
+    with pytest.raises(AssertionError, match=rf"outputs with the state_dict of timm {build.timm_version()} vs the "
+                                             r"outputs it stored differs: max abs err"):
+        save_load.check_state_dict_round_trip(lossy, "cpu")
+    save_load.check_pickle_round_trip(lossy, "cpu")
+    ok = save_load.save("toy_ok", tmp_path)
+    save_load.check_state_dict_round_trip(ok, "cpu")
+    save_load.check_pickle_round_trip(ok, "cpu")
+
+
 def test_compat_dir_usage_errors_and_no_collection_without_it(tmp_path):
     run = run_suites(PLUGIN + ["-m", "compat"], tmp_path)
     assert run.returncode == 4 and "-m compat needs --compat-dir" in run.output, run.output

@@ -52,11 +52,16 @@ def test_layout_change_is_named(recorded, monkeypatch):
         golden.check_golden(TOY, SIZE, recorded)
 
 
-def test_update_summarizes_what_changed(recorded, monkeypatch):
+def test_update_summarizes_what_changed_and_overwrites_a_change_only_when_accepted(recorded, monkeypatch):
     line = golden.update_golden(TOY, SIZE, recorded)
     assert line.startswith(f"{TOY}: unchanged within noise (") and "logits 0," in line, line
+    before = golden.golden_path(recorded, TOY).read_bytes()
     monkeypatch.setenv(toy_golden_models.ENV, "scale")
-    line = golden.update_golden(TOY, SIZE, recorded)
+    with pytest.raises(golden.GoldenChangedError, match=rf"{TOY}: not re-recorded, the golden values CHANGED: .*"
+                                                        r"logits: max abs err .* re-record with --accept-golden-changes"):
+        golden.update_golden(TOY, SIZE, recorded)
+    assert golden.golden_path(recorded, TOY).read_bytes() == before, "a refused change must leave the file"
+    line = golden.update_golden(TOY, SIZE, recorded, accept_changes=True)
     assert line.startswith(f"{TOY}: CHANGED: ") and "| logits: max abs err" in line and "argmax agrees" in line, line
     golden.check_golden(TOY, SIZE, recorded)  # the new record is the reference now
 
@@ -91,13 +96,54 @@ def test_missing_and_corrupt_files_are_clear_errors(tmp_path):
     path = golden.golden_path(tmp_path, TOY)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x00not a safetensors file")
-    with pytest.raises(golden.GoldenFileError, match=r"is corrupt or not a harness-golden/1 file .* Re-record"):
+    with pytest.raises(golden.GoldenFileError, match=r"is corrupt or not a harness-golden/2 file .* Re-record"):
         golden.check_golden(TOY, SIZE, tmp_path)
 
 
 def test_autocast_profile_accepts_bf16_on_cpu(recorded):
     result = golden.check_golden(TOY, SIZE, recorded, precision="bf16")
     assert result.profile == "cpu-bf16" and any(k.max_abs > 0 for k in result.keys)
+
+
+# The planted change (one layer, half its channels) each precision's profiles must see on the
+# toy, whose own error is ~2e-7 (float32), 7e-3 (bf16) and 6e-4 (fp16) of its output. Measured
+# error / budget (cpu, contended machine, deterministic): float32 1e-3 -> 268 (cuda-float32 67);
+# fp16 1e-2 -> 3.6 (3e-3 -> 1.1); bf16 5e-2 -> 1.7 (1e-2 -> 0.38: below bf16's own noise,
+# registry/tolerances.py says why).
+SHOULD_SEE = {"float32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}
+
+
+@pytest.mark.parametrize("profile", sorted(tolerances.GOLDEN_PROFILES))
+def test_each_profile_passes_its_own_noise_and_fails_on_a_change_it_should_see(recorded, monkeypatch, profile):
+    """The CUDA profiles are evaluated on the same precision's CPU outputs (no GPU here): the
+    rule and the numbers are what is tested, the kernels are the nightly GPU job's."""
+    record = golden.load(golden.golden_path(recorded, TOY), TOY)
+    precision = profile.split("-")[1]
+
+    def outputs():
+        out, shape, layout = golden.run_candidate(TOY, SIZE, "cpu", precision, record.bn_stats)
+        return golden.compare(record, out, shape, layout, profile, SIZE)
+
+    clean = outputs()
+    assert clean.ok, clean.message()
+    monkeypatch.setenv(toy_golden_models.ENV, f"scale={SHOULD_SEE[precision]}")
+    changed = outputs()
+    assert not changed.ok, f"{profile} passes a planted change of {SHOULD_SEE[precision]}:\n{changed.message()}"
+    assert f"[{profile}]: state_dict layout unchanged, only the numbers differ" in changed.message()
+    assert f"x its own {precision} error" in changed.message()
+
+
+def test_recording_refuses_a_model_too_noisy_for_its_budget(tmp_path, monkeypatch):
+    """own error / max|reference| over tolerances.GOLDEN_MAX_NOISE is refused, unless an
+    allowance with a reason says why; then it records."""
+    monkeypatch.setattr(tolerances, "GOLDEN_MAX_NOISE", 1e-9)
+    with pytest.raises(golden.GoldenNoiseError, match=r"toy_golden: refusing to record golden outputs: its own "
+                                                      r"float32 error is logits .* of max\|reference\| \(limit 1e-09\)"):
+        golden.update_golden(TOY, SIZE, tmp_path)
+    assert not golden.golden_path(tmp_path, TOY).exists()
+    allowance = tolerances.GoldenNoiseAllowance("toy_golden", 1e-3, reason="test: a toy allowed its noise")
+    monkeypatch.setattr(tolerances, "GOLDEN_NOISE_ALLOWANCES", (allowance,))
+    assert golden.update_golden(TOY, SIZE, tmp_path) == f"{TOY}: new"
 
 
 def test_overrides_are_data():

@@ -46,8 +46,36 @@ def test_after_reparam_export_names_the_layer_left_none(exporter, tmp_path):
         check_onnx("toy_reparam_none_layer", SIZE, exporter, tmp_path, reparameterize=True)
 
 
+@pytest.mark.parametrize("exporter", onnx_export.EXPORTERS)
+def test_a_graph_that_computes_differently_fails_parity(exporter, tmp_path):
+    """toy_onnx_export_differs: the exported graph is 1% off eager, shapes and batch axis fine."""
+    with pytest.raises(AssertionError, match=rf"^{exporter} export: output output_0 at batch 1 differs between "
+                                             r"onnxruntime and eager: max abs err .*; budget 20 x "):
+        check_onnx("toy_onnx_export_differs", SIZE, exporter, tmp_path)
+
+
+def test_a_file_the_checker_rejects_fails(tmp_path, monkeypatch):
+    """An exporter that writes an invalid graph (a node reading an undefined value)."""
+    import onnx
+
+    real_export = onnx_export.export
+
+    def broken_export(model, args, path, exporter):
+        names = real_export(model, args, path, exporter)
+        graph = onnx.load(str(path))
+        graph.graph.node[0].input[0] = "undefined_value"
+        onnx.save(graph, str(path))
+        return names
+
+    monkeypatch.setattr(onnx_export, "export", broken_export)
+    with pytest.raises(AssertionError, match=r"^torchscript export: onnx.checker rejects the file: .*undefined_value"):
+        check_onnx("toy_onnx_ok", SIZE, "torchscript", tmp_path)
+
+
 def test_correct_reparam_toy_exports_after_reparam(tmp_path):
-    check_onnx("toy_reparam_ok", SIZE, "torchscript", tmp_path, reparameterize=True)
+    result = check_onnx("toy_reparam_ok", SIZE, "torchscript", tmp_path, reparameterize=True)
+    assert set(result.errors) == set(onnx_export.RUN_BATCHES)
+    assert all(0 <= err <= budget for err, budget in result.errors.values())
 
 
 def test_failing_op_reads_the_exporters_messages():

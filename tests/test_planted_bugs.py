@@ -4,6 +4,7 @@ can both pass and fail). The toys are registered by tests/toys/toy_models.py onl
 from __future__ import annotations
 
 import pytest
+import torch
 
 from harness.checks.pretrained import check_variant, make_source
 from harness.checks.reset_classifier import check_reset_classifier, make_subject
@@ -17,13 +18,13 @@ FAMILY = toy_models.TOY_FAMILY
 VARIANTS = {v.id: v for v in head_variants(FAMILY)}
 
 
-def run_cell(name: str, mode: str, variant: str, tmp_path) -> None:
+def run_cell(name: str, mode: str, variant: str, tmp_path):
     source = make_source(name, "cpu", tmp_path, SIZE) if MODES[mode].pretrained else None
-    check_variant(name, "cpu", SIZE, MODES[mode], VARIANTS[variant], source)
+    return check_variant(name, "cpu", SIZE, MODES[mode], VARIANTS[variant], source)
 
 
-def run_reset(name: str, **config) -> None:
-    check_reset_classifier(make_subject(name, "cpu", SIZE, config), FAMILY, max_examples=4)
+def run_reset(name: str, **config) -> list[str]:
+    return check_reset_classifier(make_subject(name, "cpu", SIZE, config), FAMILY, max_examples=4)
 
 
 def test_toy_family_is_found_by_module():
@@ -34,12 +35,20 @@ def test_toy_family_is_found_by_module():
 @pytest.mark.parametrize("mode", sorted(MODES))
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_correct_toy_passes_every_cell(mode, variant, tmp_path):
-    run_cell("toy_ok", mode, variant, tmp_path)
+    out = run_cell("toy_ok", mode, variant, tmp_path)
+    expected = {"default": (2, 1000), "num_classes_7": (2, 7), "num_classes_0": (2, 16), "head_": (2, 1000),
+                "global_pool_": (2, 16, 16, 16)}[variant]
+    assert tuple(out.shape) == expected and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("config", [{}, {"global_pool": "map"}, {"global_pool": "max"}])
 def test_correct_toy_passes_reset(config):
-    run_reset("toy_ok", **config)
+    done = run_reset("toy_ok", **config)
+    pool = config.get("global_pool", "avg")
+    assert done[:4] == ["reset_classifier(0)", "reset_classifier(1003)",
+                        f"reset_classifier(0, {pool!r}) then reset_classifier(1000, {pool!r})",
+                        "reset_classifier(0) then reset_classifier(1000)"]
+    assert len(done) >= 6 and done[-1] == "reset_classifier(0, '')"  # hypothesis' (N, pool) cases, then unpooled
 
 
 @pytest.mark.parametrize("name, mode, variant, message", [

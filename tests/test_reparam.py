@@ -52,6 +52,9 @@ def test_correct_toy_passes_within_its_own_float32_noise():
                    r"in pre_norm; reparameterize left None where modules were: pre_norm.norm \(was BatchNorm2d\)"),
     ("adds_params", r"reparameterize_model: parameter count grew from 10,008 to 10,576"),
     ("not_idempotent", r"state_dict changed by a second reparameterize_model \(2\):\n  pre_norm.fc.bias: max abs err .*\n  pre_norm.fc.weight: max abs err"),
+    ("noop", r"reparameterize_model changed nothing: no module replaced, added or removed and every state_dict "
+             r"tensor unchanged, though 2 module\(s\) have a reparameterization method "
+             r"\(block:RepBlock.reparameterize, pre_norm:PreNormBlock.reparameterize\)"),
 ])
 def test_reparam_catches_planted_bug(bug, message):
     with pytest.raises(AssertionError, match=message):
@@ -60,6 +63,7 @@ def test_reparam_catches_planted_bug(bug, message):
 
 @pytest.mark.parametrize("bug, message", [
     ("adds_params", r"parameter count grew"),
+    ("noop", r"reparameterize_model changed nothing"),
     ("ok", None),
 ])
 def test_structural_reparam_on_meta(bug, message):

@@ -85,7 +85,10 @@ def assert_batch_features(t: torch.Tensor, batch: int, where: str, unpooled: boo
     compare.assert_finite(t, where)
 
 
-def check_create(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant) -> None:
-    """One scratch cell of the matrix. Raises AssertionError naming what differed."""
+def check_create(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant):
+    """One scratch cell of the matrix. Raises AssertionError naming what differed; returns
+    the forward output it checked (None where the meta device cannot run the model)."""
     model = construct(model_name, device, mode, variant)
-    assert_forward_contract(model, forward(model, model_name, input_size, device), variant, BATCH_SIZE)
+    out = forward(model, model_name, input_size, device)
+    assert_forward_contract(model, out, variant, BATCH_SIZE)
+    return out

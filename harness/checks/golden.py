@@ -3,7 +3,7 @@ its seeded input, recorded once and compared on every later run.
 
 One safetensors file per model, ``<golden-dir>/outputs/<model>.safetensors`` (the layout
 does not depend on the timm version, so old and new releases compare against the same
-file). It holds three tensors, each the float64 reference rounded to float32:
+file). It holds three outputs, each the float64 reference rounded to float32:
 
 - ``logits``: ``forward_head(forward_features(x))``, (B, num_classes);
 - ``pre_logits``: ``forward_head(..., pre_logits=True)``, (B, num_features); omitted when
@@ -11,7 +11,12 @@ file). It holds three tensors, each the float64 reference rounded to float32:
 - ``features``: ``forward_features(x)`` reduced to (B, SKETCH_DIM) by a count sketch: every
   element goes to one of SKETCH_DIM buckets with a random sign, both fixed by a seed and
   the feature size. It is independent of the layout (NCHW, NHWC, tokens), linear, and
-  any change to any feature element moves a bucket; the full shape is kept in metadata.
+  any change to any feature element moves a bucket; the full shape is kept in metadata;
+
+and ``bn_stats/<key>``: the BN running statistics the record used, calibrated on the golden
+input when recording (drawn statistics drive deep nets to magnitudes where the budget is
+meaningless) and *set from the file* when comparing, like a trained checkpoint's: a candidate
+recalibrated on its own activations would normalize away a change made before any BN.
 
 Why float64 rounded to float32: the reference must be more exact than the float32 run it
 judges; rounding it to float32 costs half an ulp, far below any model's own float32 error
@@ -21,7 +26,8 @@ its 1e-3 resolution is the size of the changes golden must catch.
 Metadata (the safetensors header, plain JSON at the start of the file): timm, torch,
 device, dtype, input size, parameter count, the state_dict layout signature (sha256 of the
 sorted key:shape lines) and the layout itself (zlib+base64, for naming changed keys), and
-``err32``: per key, max |float32 output - float64 output| measured when recording. That
+``err32``: per key, max |float32 output - float64 output| measured when recording (and
+``err_bf16`` / ``err_fp16``, the same under autocast, the scale of the autocast profiles). That
 error is the model's own numerical noise; a later float32 result is accepted when its
 error against the reference stays within a small multiple of it (the rule PyTorch's
 dynamo accuracy checks use: harness.checks.numerics.error_budget).
@@ -44,12 +50,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from harness.checks.numerics import error_budget
+from harness.checks.numerics import (batchnorm_statistics, calibrate_batchnorm, error_budget,
+                                     set_batchnorm_statistics)
 from harness.models import build
-from harness.registry.tolerances import Tolerance, golden_tolerance
+from harness.registry.tolerances import GOLDEN_PROFILES, Tolerance, golden_max_noise, golden_tolerance
 from harness.weights.deterministic import BATCH_SIZE, fill_deterministic, make_input, seed_for, single_thread
 
-FORMAT = "harness-golden/1"
+FORMAT = "harness-golden/2"   # /2: calibrated BN statistics stored with the outputs
+BN_PREFIX = "bn_stats/"
 SKETCH_DIM = 128
 KEYS = ("logits", "pre_logits", "features")
 SUBDIR = "outputs"
@@ -57,6 +65,14 @@ SUBDIR = "outputs"
 
 class GoldenFileError(Exception):
     """A golden file that is missing, unreadable or not a harness golden file."""
+
+
+class GoldenNoiseError(AssertionError):
+    """A model too noisy in float32 for its golden budget to catch a small change."""
+
+
+class GoldenChangedError(AssertionError):
+    """A re-recording whose values changed, without --accept-golden-changes."""
 
 
 # ---------------------------------------------------------------- tolerances
@@ -140,6 +156,21 @@ def _built(model_name: str, device: str) -> nn.Module:
     return fill_deterministic(build.create(model_name, device=device), model_name)
 
 
+def _calibrated(model_name: str, x: torch.Tensor) -> nn.Module:
+    """The deterministic model with BN statistics calibrated on the golden input (as the
+    reparam and onnx checks do), for recording: drawn statistics unrelated to the activations
+    make deep nets run at huge magnitudes (NextViT's logits reached 6.5e4, its float32 error
+    ~300), where a budget scaled by the model's own error could not fail. Calibrated in
+    float32 on one thread (TF32 off on CUDA). The statistics are then stored with the record
+    and set, not recalibrated, when comparing, as a trained checkpoint's would be: a candidate
+    recalibrated on its own activations would normalize away any change made before a BN."""
+    model = _built(model_name, str(x.device))
+    threads = single_thread() if x.device.type == "cpu" else contextlib.nullcontext()
+    with threads, precision_context(x.device.type, "float32"):
+        calibrate_batchnorm(model, x)
+    return model
+
+
 @dataclass
 class Golden:
     """A recorded reference: tensors (float32) and metadata."""
@@ -147,10 +178,16 @@ class Golden:
     model: str
     tensors: dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
+    bn_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # the calibrated BN statistics
 
     @property
     def err32(self) -> dict[str, float]:
         return self.meta.get("err32", {})
+
+    def noise(self, precision: str) -> dict[str, float]:
+        """The model's own error per key at ``precision`` (float32, or bf16/fp16 autocast),
+        measured against the float64 reference when recording."""
+        return self.err32 if precision == "float32" else self.meta.get(f"err_{precision}", {})
 
     @property
     def layout(self) -> list[str]:
@@ -160,9 +197,9 @@ class Golden:
 def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") -> Golden:
     """Run the deterministic model in float32 and float64; the float64 outputs are the
     reference, their distance to the float32 outputs the noise scale per key."""
-    model = _built(model_name, device)
-    lines = layout_lines(model)
     x = make_input(model_name, input_size, BATCH_SIZE, device)
+    model = _calibrated(model_name, x)
+    lines = layout_lines(model)
     model64 = copy.deepcopy(model).double()  # before any forward: caches stay float64
     ref, feat_shape = forward_outputs(model64, x.double())
     del model64
@@ -174,14 +211,30 @@ def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") ->
     if ref["pre_logits"].shape == ref["logits"].shape and torch.equal(ref["pre_logits"], ref["logits"]):
         del ref["pre_logits"], out32["pre_logits"]
     err32 = {k: (out32[k] - ref[k]).abs().max().item() for k in ref}
+    autocast_noise = {}
+    for precision in _AUTOCAST:  # the model's own autocast noise on this device: the autocast budgets' scale
+        with precision_context(device, precision):
+            out, _ = forward_outputs(model, x)
+        autocast_noise[f"err_{precision}"] = {k: (out[k] - ref[k]).abs().max().item() for k in ref}
+    noisy = {k: err32[k] / max(ref[k].abs().max().item(), 1e-30) for k in ref}
+    limit = golden_max_noise(model_name)
+    too_noisy = {k: r for k, r in noisy.items() if r > limit}
+    if too_noisy:
+        raise GoldenNoiseError(
+            f"{model_name}: refusing to record golden outputs: its own float32 error is "
+            + ", ".join(f"{k} {r:.3g}" for k, r in too_noisy.items())
+            + f" of max|reference| (limit {limit:g}), so a budget of {GOLDEN_PROFILES['cpu-float32'].multiplier:g} x "
+            f"that error could not see a 1e-3 change. Register a GoldenNoiseAllowance with the reason in "
+            f"harness/registry/tolerances.py if this noise is the model's own")
     meta = {
         "format": FORMAT, "model": model_name, "timm": build.timm_version(), "torch": torch.__version__,
         "device": device, "dtype": "float64 reference stored as float32; err32 from a float32 run",
         "input_size": list(input_size), "batch_size": BATCH_SIZE, "param_count": build.param_count(model),
-        "features_shape": list(feat_shape), "sketch_dim": SKETCH_DIM, "err32": err32,
+        "features_shape": list(feat_shape), "sketch_dim": SKETCH_DIM, "err32": err32, **autocast_noise,
         "layout_sha": layout_signature(lines), "layout": _pack(lines),
     }
-    return Golden(model_name, {k: v.float().contiguous() for k, v in ref.items()}, meta)
+    return Golden(model_name, {k: v.float().contiguous() for k, v in ref.items()}, meta,
+                  {k: v.float().contiguous() for k, v in batchnorm_statistics(model).items()})
 
 
 # ---------------------------------------------------------------- files
@@ -202,7 +255,7 @@ def save(golden: Golden, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(golden.tensors, tmp, metadata=meta)
+        save_file({**golden.tensors, **{BN_PREFIX + k: v for k, v in golden.bn_stats.items()}}, tmp, metadata=meta)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; golden files are shared data
         os.replace(tmp, path)
     finally:
@@ -210,7 +263,8 @@ def save(golden: Golden, path: Path) -> None:
             os.unlink(tmp)
 
 
-_JSON_FIELDS = ("input_size", "batch_size", "param_count", "features_shape", "sketch_dim", "err32")
+_JSON_FIELDS = ("input_size", "batch_size", "param_count", "features_shape", "sketch_dim", "err32", "err_bf16",
+                "err_fp16")
 
 
 def load(path: Path, model_name: str, golden_dir: Path | None = None) -> Golden:
@@ -221,15 +275,18 @@ def load(path: Path, model_name: str, golden_dir: Path | None = None) -> Golden:
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            stored = {k: f.get_tensor(k) for k in f.keys()}
         meta = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in raw.items()}
-        if meta.get("format") != FORMAT or "logits" not in tensors or "err32" not in meta:
-            raise ValueError(f"format {meta.get('format')!r}, tensors {sorted(tensors)}")
+        tensors = {k: v for k, v in stored.items() if not k.startswith(BN_PREFIX)}
+        bn_stats = {k[len(BN_PREFIX):]: v for k, v in stored.items() if k.startswith(BN_PREFIX)}
+        if meta.get("format") != FORMAT or "logits" not in tensors or \
+                any(f"err_{p}" not in meta for p in _AUTOCAST) or "err32" not in meta:
+            raise ValueError(f"format {meta.get('format')!r}, tensors {sorted(tensors)[:6]}")
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise GoldenFileError(f"golden file {path} is corrupt or not a {FORMAT} file "
                               f"({type(exc).__name__}: {str(exc)[:200]}). Re-record it with:\n"
                               f"  {record_command(model_name, golden_dir)}") from None
-    return Golden(model_name, tensors, meta)
+    return Golden(model_name, tensors, meta, bn_stats)
 
 
 # ---------------------------------------------------------------- comparing
@@ -240,9 +297,10 @@ class KeyResult:
     max_abs: float
     max_rel: float
     budget: float
-    err32: float
+    noise: float             # the model's own error at the compared precision, when recorded
     argmax_agree: tuple[int, int] | None = None  # (agreeing rows, rows) for logits
     shape: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (actual, golden) on mismatch
+    precision: str = "float32"
 
     @property
     def ok(self) -> bool:
@@ -252,15 +310,17 @@ class KeyResult:
         if self.shape is not None:
             return f"{self.key}: shape {self.shape[0]} vs golden {self.shape[1]}"
         agree = f", argmax agrees {self.argmax_agree[0]}/{self.argmax_agree[1]}" if self.argmax_agree else ""
-        ratio = self.max_abs / self.err32 if self.err32 else float("inf")
-        return (f"{self.key}: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
-                f"(budget {self.budget:.3g}; {ratio:.3g} x its own float32 error {self.err32:.3g}){agree}")
+        ratio = self.max_abs / self.noise if self.noise else float("inf")
+        return (f"{self.key}: max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} (budget "
+                f"{self.budget:.3g}; {ratio:.3g} x its own {self.precision} error {self.noise:.3g}){agree}")
 
 
-def compare_key(key: str, actual: torch.Tensor, ref: torch.Tensor, err32: float, tol: Tolerance) -> KeyResult:
+def compare_key(key: str, actual: torch.Tensor, ref: torch.Tensor, noise: float, tol: Tolerance,
+                precision: str = "float32") -> KeyResult:
     a, e = actual.double().cpu(), ref.double().cpu()
     if tuple(a.shape) != tuple(e.shape):
-        return KeyResult(key, float("inf"), float("inf"), 0.0, err32, shape=(tuple(a.shape), tuple(e.shape)))
+        return KeyResult(key, float("inf"), float("inf"), 0.0, noise, shape=(tuple(a.shape), tuple(e.shape)),
+                         precision=precision)
     diff = (a - e).abs()
     diff = torch.where(torch.isfinite(a), diff, torch.full_like(diff, float("inf")))
     max_abs = diff.max().item() if diff.numel() else 0.0
@@ -269,7 +329,7 @@ def compare_key(key: str, actual: torch.Tensor, ref: torch.Tensor, err32: float,
     if key == "logits" and a.dim() == 2 and a.shape[1] > 1:
         agree = (int((a.argmax(1) == e.argmax(1)).sum()), a.shape[0])
     ref_max = e.abs().max().item() if e.numel() else 0.0
-    return KeyResult(key, max_abs, max_rel, error_budget(tol, err32, ref_max), err32, agree)
+    return KeyResult(key, max_abs, max_rel, error_budget(tol, noise, ref_max), noise, agree, precision=precision)
 
 
 @dataclass(frozen=True)
@@ -310,10 +370,14 @@ def layout_diff(actual: list[str], expected: list[str]) -> list[str]:
     return out
 
 
-def run_candidate(model_name: str, input_size: tuple[int, ...], device: str, precision: str
+def run_candidate(model_name: str, input_size: tuple[int, ...], device: str, precision: str,
+                  bn_stats: dict[str, torch.Tensor] | None = None
                   ) -> tuple[dict[str, torch.Tensor], tuple[int, ...], list[str]]:
-    model = _built(model_name, device)
+    """The candidate's outputs: the deterministic model with the recorded BN statistics
+    (a statistic the record lacks keeps its drawn value: the layout changed, and says so)."""
     x = make_input(model_name, input_size, BATCH_SIZE, device)
+    model = _built(model_name, device)
+    set_batchnorm_statistics(model, bn_stats or {})
     with precision_context(device, precision):
         out, feat_shape = forward_outputs(model, x)
     return out, feat_shape, layout_lines(model)
@@ -322,13 +386,16 @@ def run_candidate(model_name: str, input_size: tuple[int, ...], device: str, pre
 def compare(golden: Golden, outputs: dict[str, torch.Tensor], features_shape: tuple[int, ...],
             layout: list[str], profile: str, input_size: tuple[int, ...]) -> Comparison:
     meta = golden.meta
+    precision = profile.split("-", 1)[1]
+    noise = golden.noise(precision)
     results = []
     for key, ref in golden.tensors.items():
         tol = golden_tolerance(golden.model, profile, key)
         if key not in outputs:
-            results.append(KeyResult(key, float("inf"), float("inf"), 0.0, 0.0, shape=((), tuple(ref.shape))))
+            results.append(KeyResult(key, float("inf"), float("inf"), 0.0, 0.0, shape=((), tuple(ref.shape)),
+                                     precision=precision))
             continue
-        results.append(compare_key(key, outputs[key], ref, float(golden.err32.get(key, 0.0)), tol))
+        results.append(compare_key(key, outputs[key], ref, float(noise.get(key, 0.0)), tol, precision))
     layout_changes = () if layout_signature(layout) == meta.get("layout_sha") else \
         tuple(layout_diff(layout, golden.layout) or [f"signature {layout_signature(layout)} vs {meta.get('layout_sha')}"])
     other, notes = [], []
@@ -346,16 +413,19 @@ def check_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path,
     the numbers (and whether the state_dict layout changed) on a mismatch."""
     golden = load(golden_path(golden_dir, model_name), model_name, golden_dir)
     outputs, feat_shape, layout = run_candidate(model_name, tuple(golden.meta.get("input_size", input_size)),
-                                                device, precision)
+                                                device, precision, golden.bn_stats)
     result = compare(golden, outputs, feat_shape, layout, f"{device.split(':')[0]}-{precision}", input_size)
     if not result.ok:
         raise AssertionError(result.message())
     return result
 
 
-def update_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path, device: str = "cpu") -> str:
+def update_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path, device: str = "cpu",
+                  accept_changes: bool = False) -> str:
     """Record (atomically) and return one summary line: new, unchanged within noise, or
-    what changed and by how much."""
+    what changed and by how much. A record whose values CHANGED is written only with
+    ``accept_changes`` (``--accept-golden-changes``): otherwise GoldenChangedError says what
+    changed, and the old file stays."""
     path = golden_path(golden_dir, model_name)
     new = record(model_name, input_size, device)
     try:
@@ -378,5 +448,8 @@ def update_golden(model_name: str, input_size: tuple[int, ...], golden_dir: Path
             parts += list(cmp.other_changes) + [k.describe() for k in cmp.keys if not k.ok]
             parts += [f"keys changed: {', '.join(missing)}"] if missing else []
             status = "CHANGED: " + " | ".join(parts)
+            if not accept_changes:
+                raise GoldenChangedError(f"{model_name}: not re-recorded, the golden values {status}. Review, then "
+                                         f"re-record with --accept-golden-changes")
     save(new, path)
     return f"{model_name}: {status}"

@@ -46,8 +46,9 @@ def make_source(model_name: str, device: str, workdir: Path, input_size) -> Sour
 
 
 def check_pretrained(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
-                     source: SourceCheckpoint) -> None:
-    """One pretrained cell of the matrix. Raises AssertionError naming what differed."""
+                     source: SourceCheckpoint):
+    """One pretrained cell of the matrix. Raises AssertionError naming what differed;
+    returns the forward output it checked."""
     model = construct(model_name, device, mode, variant, source.overlay(device))
     compare.assert_loaded_from(model.state_dict(), source.state_dict,
                                build.classifier_prefixes(model_name), variant.changes_head)
@@ -58,12 +59,13 @@ def check_pretrained(model_name: str, device: str, input_size, mode: LoadMode, v
         other = construct(model_name, device, mode, variant, source.overlay(device, "pth"))
         compare.assert_close(forward(other, model_name, input_size, device), source.logits,
                              "logits after loading the .pth checkpoint")
+    return out
 
 
 def check_variant(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
-                  source: SourceCheckpoint | None) -> None:
-    """One cell of the create/pretrained matrix, whichever the load mode."""
+                  source: SourceCheckpoint | None):
+    """One cell of the create/pretrained matrix, whichever the load mode; returns the
+    forward output it checked."""
     if mode.pretrained:
-        check_pretrained(model_name, device, input_size, mode, variant, source)
-    else:
-        check_create(model_name, device, input_size, mode, variant)
+        return check_pretrained(model_name, device, input_size, mode, variant, source)
+    return check_create(model_name, device, input_size, mode, variant)

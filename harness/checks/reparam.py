@@ -18,7 +18,7 @@ from torch import nn
 from harness.checks import compare
 from harness.checks.numerics import calibrate_batchnorm, describe_budget, error_budget
 from harness.models import build
-from harness.models.discovery import reparameterize_model
+from harness.models.discovery import reparam_sites, reparameterize_model
 from harness.models.module_tree import failing_module, module_paths, modules_left_none
 from harness.registry.tolerances import REPARAM
 from harness.weights import model_cache
@@ -96,6 +96,23 @@ def _assert_same_layout(actual: dict, expected: dict, what: str, values: bool) -
         raise AssertionError(compare._listing(what, problems))
 
 
+def _assert_changed(before: nn.Module, after: nn.Module, values: bool) -> None:
+    """reparameterize_model must do something to a model that has reparam sites: replace,
+    remove or add a module, or change the state_dict (keys, shapes, or with ``values`` a
+    tensor). A no-op would pass every other sub-check."""
+    if module_paths(after) != module_paths(before):
+        return
+    sa, sb = before.state_dict(), after.state_dict()
+    if sa.keys() != sb.keys() or any(tuple(sa[k].shape) != tuple(sb[k].shape) for k in sa):
+        return
+    if values and any(not torch.equal(sa[k], sb[k]) for k in sa):
+        return
+    sites = reparam_sites(before)
+    raise AssertionError(f"reparameterize_model changed nothing: no module replaced, added or removed and every "
+                         f"state_dict tensor unchanged, though {len(sites)} module(s) have a reparameterization "
+                         f"method ({', '.join(sites[:4])}{' ...' if len(sites) > 4 else ''})")
+
+
 def _load_into_fresh(model_name: str, device: str, state_dict: dict) -> nn.Module:
     fresh = _reparameterize(build.create(model_name, device=device),
                             "reparameterize_model on a freshly built model")
@@ -113,18 +130,20 @@ def check_structure(model_name: str) -> None:
     strictly into a freshly built, reparameterized model."""
     model = build.create(model_name, device="meta")
     rep = _reparameterize(model, "reparameterize_model")
+    _assert_changed(model, rep, values=False)
     _assert_param_count(build.param_count(model), build.param_count(rep), "reparameterize_model")
     sd = rep.state_dict()
+    _load_into_fresh(model_name, "meta", sd)
     twice = _reparameterize(rep, "a second reparameterize_model")
     _assert_same_layout(twice.state_dict(), sd, "state_dict changed by a second reparameterize_model", values=False)
-    _load_into_fresh(model_name, "meta", sd)
 
 
 def check_reparam(model_name: str, device: str, input_size: tuple[int, ...]) -> ReparamResult | None:
     """The reparam contract for one model: (a) outputs unchanged within the model's own
     float32 noise, (b) no new parameters, (c) no module the forward calls left None,
     (d) reparameterizing twice changes nothing, (e) the reparameterized state_dict loads
-    strictly into a fresh reparameterized model and reproduces its outputs. Weights come
+    strictly into a fresh reparameterized model and reproduces its outputs; and it must not be
+    a no-op. (d) runs last, after (e). Weights come
     from fill_deterministic, BN statistics from calibrate_batchnorm. On 'meta' only the
     structural part runs (returns None)."""
     if device == "meta":
@@ -142,6 +161,7 @@ def check_reparam(model_name: str, device: str, input_size: tuple[int, ...]) -> 
     compare.assert_finite(out32, "output before reparameterize_model")
 
     rep = _reparameterize(model, "reparameterize_model")
+    _assert_changed(model, rep, values=True)
     result_params = (build.param_count(model), build.param_count(rep))
     _assert_param_count(*result_params, "reparameterize_model")
     out_rep = _forward_after_reparam(rep, x, before)
@@ -158,13 +178,15 @@ def check_reparam(model_name: str, device: str, input_size: tuple[int, ...]) -> 
             f"vs the float32 output: {compare.error_summary(out_rep, out32)}")
 
     sd = {k: v.detach().clone() for k, v in rep.state_dict().items()}
-    twice = _reparameterize(rep, "a second reparameterize_model")
-    _assert_same_layout(twice.state_dict(), sd, "state_dict changed by a second reparameterize_model", values=True)
-    compare.assert_close(_forward_after_reparam(twice, x, before), out_rep,
-                         "output after a second reparameterize_model", rtol=0, atol=0)
-
     fresh = _load_into_fresh(model_name, device, sd)
     compare.assert_close(_forward_after_reparam(fresh, x, before), out_rep,
                          "output of a fresh reparameterized model loaded with the reparameterized state_dict",
                          rtol=0, atol=0)
+
+    # idempotence last: a model whose second reparameterize raises (FastViT's RepMixer) still
+    # had every sub-check above
+    twice = _reparameterize(rep, "a second reparameterize_model")
+    _assert_same_layout(twice.state_dict(), sd, "state_dict changed by a second reparameterize_model", values=True)
+    compare.assert_close(_forward_after_reparam(twice, x, before), out_rep,
+                         "output after a second reparameterize_model", rtol=0, atol=0)
     return ReparamResult(err32, err_rep, budget, *result_params)

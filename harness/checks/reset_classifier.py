@@ -5,6 +5,7 @@ type (which may legitimately remove an attention pool) never leaks into the next
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -72,16 +73,20 @@ def _forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list
 
 
 def _call_reset(model: nn.Module, what: str, *args) -> None:
+    """reset_classifier(*args); on a meta-device model under the meta device context, so the
+    head it builds is on meta too (else the meta forward meets a CPU head and fails)."""
+    on_meta = any(t.is_meta for t in model.parameters())
     try:
-        model.reset_classifier(*args)
+        with torch.device("meta") if on_meta else contextlib.nullcontext():
+            model.reset_classifier(*args)
     except Exception as exc:
         raise AssertionError(f"{what} raised {type(exc).__name__}: {exc}") from exc
 
 
-def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) -> None:
+def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) -> str:
     """Apply reset_classifier(*args) for each call on a fresh copy, then assert the final
     state: output shape, pooling configuration kept (when the last call keeps the pool
-    type), and pre-logits unchanged."""
+    type), and pre-logits unchanged. Returns what was applied ('reset_classifier(0) then ...')."""
     model = copy.deepcopy(subject.model)
     done: list[str] = []
     for args in calls:
@@ -114,25 +119,26 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
         with torch.no_grad():
             after = heads.pre_logits(model, subject.x)
         compare.assert_close(after, subject.pre_logits, f"after {what}: pre-logits features")
+    return what
 
 
-def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examples: int = 6) -> None:
+def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examples: int = 6) -> list[str]:
     """The whole reset_classifier contract for one configured model: (0), (N), the round
     trip back to the original head, (N, pool) for hypothesis-chosen N and pools, and
-    (0, '') for unpooled features."""
+    (0, '') for unpooled features. Returns the reset sequences it checked."""
     s = subject
-    apply_resets(s, [(0,)], keeps_pool=True)
-    apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)
+    done = [apply_resets(s, [(0,)], keeps_pool=True), apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)]
     if s.pool is not None:
-        apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True)
-        apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True)
+        done.append(apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True))
+        done.append(apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True))
     pools = sorted(set(family.pool_types or ()) | ({s.pool} if s.pool is not None else set()))
     if pools:
         @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
         @given(n=st.integers(min_value=1, max_value=1000), pool=st.sampled_from(pools))
         def reset_with_pool(n: int, pool: str) -> None:
-            apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool)
+            done.append(apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool))
 
         reset_with_pool()
     if family.pool_types is not None and family.unpooled_features:
-        apply_resets(s, [(0, "")], keeps_pool=False)
+        done.append(apply_resets(s, [(0, "")], keeps_pool=False))
+    return done

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from typing import Any
 
 import torch
@@ -87,14 +88,44 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# What the meta device cannot do (no data, no data-dependent shapes, ops without a meta
+# kernel): NotImplementedError, or one of these messages. Any other exception from a
+# meta forward is the model's own failure.
+_META_LIMITATION = re.compile(r"meta tensors?\b|meta device|'Meta' backend|Meta kernel", re.IGNORECASE)
+
+
+def is_meta_limitation(exc: BaseException) -> bool:
+    """Whether an exception from a meta-device forward is the meta device's limitation
+    (``.item()``, data access, a missing meta kernel) rather than the model's failure."""
+    return isinstance(exc, NotImplementedError) or bool(_META_LIMITATION.search(str(exc)))
+
+
+class MetaForwardError(AssertionError):
+    """A meta-device forward raised something that is not a meta-device limitation."""
+
+
 def meta_forward(model: nn.Module, x: torch.Tensor):
-    """The output of a forward on the meta device (shapes only), or None where the model
-    cannot run there (an op without a meta kernel, a value read with .item())."""
+    """The output of a forward on the meta device (shapes only), or None where the meta
+    device cannot run the model (``is_meta_limitation``). Any other failure raises
+    MetaForwardError naming it: a model that breaks must not pass as "not shape-checkable"."""
     try:
         with torch.no_grad():
             return model(x)
-    except Exception:  # noqa: BLE001 - any failure means "not shape-checkable here"
-        return None
+    except Exception as exc:  # noqa: BLE001 - sorted below
+        if is_meta_limitation(exc):
+            return None
+        raise MetaForwardError(f"forward on the meta device raised {type(exc).__name__}: {exc}"[:600]) from exc
+
+
+def accepts_input(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a meta forward at this input size works (a discovery probe: a size the
+    model rejects is simply not used; numeric checks then run at the native size)."""
+    try:
+        with torch.no_grad():
+            model(x)
+        return True
+    except Exception:  # noqa: BLE001 - any rejection means "use the native size"
+        return False
 
 
 def choose_input_size(model_name: str, meta_model: nn.Module | None) -> tuple[int, ...]:
@@ -109,6 +140,6 @@ def choose_input_size(model_name: str, meta_model: nn.Module | None) -> tuple[in
         return native
     min_size = cfg.get("min_input_size")
     candidate = tuple(min_size) if min_size else (native[0], *(min(s, SHRINK_TARGET) for s in native[1:]))
-    if meta_forward(meta_model, torch.empty((2, *candidate), device="meta")) is not None:
+    if accepts_input(meta_model, torch.empty((2, *candidate), device="meta")):
         return candidate
     return native

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -54,18 +55,43 @@ class Geometry:
     prefix_tokens: int        # tokens in pos_embed before the grid (0 with no_embed_class)
 
 
+def _not_patch_model(model: nn.Module) -> str:
+    """Why the model has no plain patch geometry ('' when it has one)."""
+    pe = getattr(model, "patch_embed", None)
+    if not isinstance(getattr(pe, "proj", None), nn.Conv2d):
+        return "no Conv2d patch_embed.proj"
+    if getattr(model, "pos_embed", None) is None:
+        return "no absolute position embedding (pos_embed)"
+    if hasattr(pe, "backbone"):
+        return "a hybrid patch embedding (CNN backbone)"
+    if pe.patch_size[0] != pe.patch_size[1]:
+        return f"a non-square patch {tuple(pe.patch_size)}"
+    return ""
+
+
 def geometry_of(model: nn.Module) -> Geometry | None:
     """The patch geometry of a ViT-style model (square Conv2d patch embedding, absolute
     position embedding, no hybrid backbone), else None."""
-    pe = getattr(model, "patch_embed", None)
-    proj = getattr(pe, "proj", None)
-    if not isinstance(proj, nn.Conv2d) or getattr(model, "pos_embed", None) is None or hasattr(pe, "backbone"):
+    if _not_patch_model(model):
         return None
-    ps = tuple(pe.patch_size)
-    if ps[0] != ps[1]:
-        return None
+    pe = model.patch_embed
     prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
-    return Geometry(ps[0], tuple(pe.img_size), prefix)
+    return Geometry(pe.patch_size[0], tuple(pe.img_size), prefix)
+
+
+def constructor_accepts(cls: type, name: str) -> bool:
+    """Whether ``cls(name=...)`` is a keyword its constructor takes, following ``**kwargs``
+    up the class hierarchy (VisionTransformerDistilled passes them to VisionTransformer)."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        if name in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def changed_geometries(geom: Geometry) -> dict[str, dict]:
@@ -79,18 +105,36 @@ def changed_geometries(geom: Geometry) -> dict[str, dict]:
                 {"img_size": img if img[0] != img[1] else img[0]}}
 
 
+@dataclass(frozen=True)
+class PatchDiscovery:
+    geometry: Geometry | None
+    reason: str = ""   # why the model has no patch_size cases ('' when it has)
+
+
 @functools.lru_cache(maxsize=None)
-def patch_geometry(model_name: str) -> Geometry | None:
-    """The model's patch geometry if it is a patch-embedding model whose constructor takes
-    the changed patch_size and img_size (meta device, nothing allocated)."""
-    if build.entrypoint_module(model_name) not in model_families.PATCH_SIZE_MODULES:
-        return None
+def patch_discovery(model_name: str) -> PatchDiscovery:
+    """Whether the model is a patch-size model: its module resamples checkpoints on load
+    (model_families.PATCH_SIZE_MODULES), its default meta-device build has a plain patch
+    geometry, and its constructor takes ``patch_size`` and ``img_size`` (its signature).
+    Discovery only: whether the *changed* geometries build is the check's business (a
+    constructor that now raises for them is a failed case, not a missing one)."""
+    module = build.entrypoint_module(model_name)
+    if module not in model_families.PATCH_SIZE_MODULES:
+        return PatchDiscovery(None, "its module is not a patch-size module (model_families.PATCH_SIZE_MODULES)")
     try:
-        geom = geometry_of(build.create(model_name, device="meta"))
-        if geom is None:
-            return None
-        for kwargs in changed_geometries(geom).values():
-            build.create(model_name, device="meta", **kwargs)
-    except Exception:  # noqa: BLE001 - a model that rejects the kwargs is not a patch-size model
-        return None
-    return geom
+        model = build.create(model_name, device="meta")
+    except Exception as exc:  # noqa: BLE001 - the create family fails on it; no geometry to read here
+        return PatchDiscovery(None, f"the default model does not build on the meta device ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]}); the create family reports it")
+    why = _not_patch_model(model)
+    if why:
+        return PatchDiscovery(None, f"not a plain patch-embedding model: {why}")
+    missing = [k for k in ("patch_size", "img_size") if not constructor_accepts(type(model), k)]
+    if missing:
+        return PatchDiscovery(None, f"{type(model).__name__}() takes no {' / '.join(missing)}")
+    return PatchDiscovery(geometry_of(model))
+
+
+def patch_geometry(model_name: str) -> Geometry | None:
+    """The model's patch geometry if it is a patch-size model (patch_discovery), else None."""
+    return patch_discovery(model_name).geometry

@@ -1,5 +1,6 @@
-"""Which models a run covers: fnmatch patterns over timm's registry, 'all', or the
-curated 'smoke' set (registry.smoke); minus --exclude. A pattern that matches nothing is
+"""Which models a run covers: fnmatch patterns over timm's registry, 'all', the
+curated 'smoke' set (registry.smoke) or a named sample ('sample:modules', models.sample);
+minus --exclude. A pattern that matches nothing is
 a usage error, never an empty green run."""
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import fnmatch
 
 import timm
 
-from harness.registry.smoke import SMOKE_MODELS
+from harness.models import sample
+from harness.registry import smoke
 
 # Models above this many parameters get only the structural checks, on the meta device.
 DEFAULT_MAX_PARAMS = 100_000_000
@@ -21,8 +23,13 @@ class SelectionError(ValueError):
 def _expand(token: str, registry: list[str]) -> list[str]:
     if token == "all":
         return list(registry)
+    if token.startswith(sample.PREFIX):
+        try:
+            return sample.sample(token[len(sample.PREFIX):], registry)
+        except ValueError as exc:
+            raise SelectionError(f"--models {token!r}: {exc}") from None
     if token == "smoke":
-        return [m for m in SMOKE_MODELS if m in set(registry)]
+        return [m for m in smoke.SMOKE_MODELS if m in set(registry)]
     matched = fnmatch.filter(registry, token)
     if not matched:
         close = difflib.get_close_matches(token.replace("*", ""), registry, n=3)
@@ -45,3 +52,13 @@ def resolve_models(spec: str, exclude: str = "", registry: list[str] | None = No
     if not selected:
         raise SelectionError(f"--models {spec!r} minus --exclude {exclude!r} leaves no model to check")
     return selected
+
+
+def removed_smoke_models(spec: str, exclude: str = "", registry: list[str] | None = None) -> list[str]:
+    """Smoke-set models the importable timm no longer registers, when ``spec`` names the
+    smoke set: each is a failure ("model removed"), never silently dropped."""
+    if "smoke" not in [t.strip() for t in spec.split(",")]:
+        return []
+    registered = set(timm.list_models() if registry is None else registry)
+    drops = [p.strip() for p in exclude.split(",") if p.strip()]
+    return [m for m in smoke.SMOKE_MODELS if m not in registered and not any(fnmatch.fnmatchcase(m, p) for p in drops)]

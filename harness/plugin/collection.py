@@ -12,7 +12,7 @@ import pytest
 from harness.checks.compat import CompatLayoutError, discover
 from harness.models import build
 from harness.models.facts import ModelFacts, facts_for
-from harness.models.selection import SelectionError, resolve_models
+from harness.models.selection import SelectionError, removed_smoke_models, resolve_models
 from harness.plugin.options import HarnessOptions
 from harness.registry import known_issues
 from harness.registry.check_families import CHECK_FAMILIES
@@ -60,6 +60,19 @@ def model_cases(config: pytest.Config) -> list[ModelCase]:
             cases.append(ModelCase(name, facts, family_for(name, facts.module), numeric))
         config.stash[_CASES] = cases
     return config.stash[_CASES]
+
+
+def placeholder_case(name: str, why: str) -> ModelCase:
+    """A case for a name with nothing to build (a removed model, a smoke-scope pattern):
+    structural, no facts beyond ``why``."""
+    return ModelCase(name, ModelFacts(name, "", None, (), meta_error=why), family_for(name, ""), False)
+
+
+def removed_cases(config: pytest.Config) -> list[ModelCase]:
+    """Smoke-set models the importable timm no longer registers (``--models smoke``): each
+    gets a case whose only test fails with "model removed"."""
+    opts = HarnessOptions.from_config(config)
+    return [placeholder_case(name, "not registered") for name in removed_smoke_models(opts.models, opts.exclude)]
 
 
 def compat_sets(config: pytest.Config) -> list:

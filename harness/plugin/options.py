@@ -24,6 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", default="cpu", choices=("cpu", "cuda"), help="where numeric checks run")
     group.addoption("--golden-dir", default="golden", help="where golden outputs live")
     group.addoption("--update-golden", action="store_true", help="record golden outputs instead of comparing")
+    group.addoption("--accept-golden-changes", action="store_true",
+                    help="with --update-golden: also overwrite records whose values CHANGED (after review)")
     group.addoption("--compat-dir", default=None, help="artifacts exported by other timm versions")
     group.addoption("--ignore-known-issues", action="store_true",
                     help="run as if the known-issues registry were empty: every failure shows")
@@ -68,6 +70,7 @@ class HarnessOptions:
     device: str
     golden_dir: Path
     update_golden: bool
+    accept_golden_changes: bool
     compat_dir: Path | None
     ignore_known_issues: bool
 
@@ -76,5 +79,5 @@ class HarnessOptions:
         opt = config.getoption
         compat = opt("--compat-dir")
         return HarnessOptions(opt("--models"), opt("--exclude"), opt("--max-params"), opt("--device"),
-                              Path(opt("--golden-dir")), opt("--update-golden"),
+                              Path(opt("--golden-dir")), opt("--update-golden"), opt("--accept-golden-changes"),
                               Path(compat) if compat else None, opt("--ignore-known-issues"))

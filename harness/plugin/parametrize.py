@@ -9,6 +9,7 @@ test-id grammar, registry.test_ids).
 """
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,28 +17,36 @@ import pytest
 
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
+from harness.models.discovery import REPARAM_METHODS, patch_discovery
 from harness.models.variants import LOAD_MODES, head_variants
-from harness.plugin.collection import ModelCase, compat_sets, model_cases
+from harness.plugin.collection import ModelCase, compat_sets, model_cases, placeholder_case, removed_cases
+from harness.registry import smoke
+from harness.registry.test_ids import model_of
 
 Make = Callable[[list[ModelCase], pytest.Config], list]
+
+
+Why = Callable[[ModelCase, pytest.Config], str]
 
 
 @dataclass(frozen=True)
 class Parametrizer:
     argnames: tuple[str, ...]
     make: Make
+    why_none: Why | None = None  # why a model gets no case (for the summary's "not applicable")
 
 
 PARAMETRIZERS: dict[str, Parametrizer] = {}
 
 
-def parametrizer(name: str, *argnames: str) -> Callable[[Make], Make]:
+def parametrizer(name: str, *argnames: str, why_none: Why | None = None) -> Callable[[Make], Make]:
     """Register ``make(cases, config) -> [pytest.param(model_case, *rest, id=...)]`` under
-    ``name``, filling ``model_case`` and ``argnames``."""
+    ``name``, filling ``model_case`` and ``argnames``; ``why_none(case, config)`` says why a
+    model gets no case from it."""
     def register(make: Make) -> Make:
         if name in PARAMETRIZERS:
             raise ValueError(f"parametrizer {name!r} is registered twice")
-        PARAMETRIZERS[name] = Parametrizer(("model_case", *argnames), make)
+        PARAMETRIZERS[name] = Parametrizer(("model_case", *argnames), make, why_none)
         return make
     return register
 
@@ -63,7 +72,12 @@ def _reset(cases: list[ModelCase], config: pytest.Config) -> list:
             for c in cases for cid, kwargs in {"default": {}, **c.family.reset_configs}.items()]
 
 
-@parametrizer("reparam")
+def _no_reparam_sites(case: ModelCase, config: pytest.Config) -> str:
+    return (f"no module has {' / '.join(REPARAM_METHODS)}: reparameterize_model has nothing to change"
+            if case.facts.param_count is not None else f"not buildable on the meta device ({case.facts.meta_error})")
+
+
+@parametrizer("reparam", why_none=_no_reparam_sites)
 def _reparam(cases: list[ModelCase], config: pytest.Config) -> list:
     """Only reparameterizable models (discovered reparam sites): '<model>'."""
     return [pytest.param(c, id=c.model) for c in cases if c.facts.reparam_sites]
@@ -78,19 +92,76 @@ def _onnx(cases: list[ModelCase], config: pytest.Config) -> list:
             for exporter in EXPORTERS]
 
 
-@parametrizer("patch_size", "patch_case")
+def _no_patch_cases(case: ModelCase, config: pytest.Config) -> str:
+    return patch_discovery(case.model).reason or "no pretrained tag"
+
+
+@parametrizer("patch_size", "patch_case", why_none=_no_patch_cases)
 def _patch_size(cases: list[ModelCase], config: pytest.Config) -> list:
     """One param per (pretrained tag, its checkpoint family, geometry) of patch-embedding
     models (probed on the meta device): '<model>.<tag>-<family>-<geometry>'."""
     return [pytest.param(c, pc, id=repr(pc)) for c in cases for pc in patch_cases(c.model)]
 
 
-@parametrizer("compat", "compat_artifact")
+def _no_artifact(case: ModelCase, config: pytest.Config) -> str:
+    return (f"--compat-dir holds no artifact of {case.model} from another release (its export failed, or the "
+            f"baselines predate it)")
+
+
+@parametrizer("compat", "compat_artifact", why_none=_no_artifact)
 def _compat(cases: list[ModelCase], config: pytest.Config) -> list:
     """One param per (model, baseline release) of --compat-dir: '<model>-<baseline version>'."""
     by_model = {c.model: c for c in cases}
     return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
             for s in compat_sets(config) if s.model in by_model]
+
+
+@parametrizer("removed")
+def _removed(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Smoke-set models the candidate no longer registers (collection.removed_cases): '<model>'."""
+    return [pytest.param(c, id=c.model) for c in removed_cases(config)]
+
+
+def smoke_scope_misses(cases: list[ModelCase], config: pytest.Config) -> list[tuple[str, str]]:
+    """(check family, pattern) for each SMOKE_SCOPES pattern that selects none of the ids
+    the family's parametrizer (named as the family) generates over these cases."""
+    misses = []
+    for family, patterns in smoke.SMOKE_SCOPES.items():
+        ids = [p.id for p in PARAMETRIZERS[family].make(cases, config)]
+        misses += [(family, pat) for pat in patterns if not fnmatch.filter(ids, pat)]
+    return misses
+
+
+@parametrizer("smoke_scopes", "scope")
+def _smoke_scopes(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Under ``--models smoke``, each SMOKE_SCOPES pattern that selects nothing: '<pattern>'
+    (its model first), marked with the scope's check family."""
+    if config.getoption("--models").strip() != "smoke":
+        return []
+    by_model = {c.model: c for c in cases}
+    params = []
+    for family, pat in smoke_scope_misses(cases, config):
+        model = model_of(f"[{pat}]")
+        case = by_model.get(model) or placeholder_case(model, f"the smoke scope pattern {pat!r}")
+        params.append(pytest.param(case, (family, pat), id=pat, marks=getattr(pytest.mark, family)))
+    return params
+
+
+def not_applicable(config: pytest.Config, seen: set[tuple[str, str]],
+                   deselected: set[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(model, check family, why) for every model of the run that a family present in the
+    run collected no test for (deselected pairs excluded): a family that collects nothing for
+    a model is listed, never silent. ``why`` comes from the family's parametrizer."""
+    families = sorted({f for _, f in seen})
+    out = []
+    for case in model_cases(config):
+        for family in families:
+            if (case.model, family) in seen or (case.model, family) in deselected:
+                continue
+            p = PARAMETRIZERS.get(family)
+            why = p.why_none(case, config) if p is not None and p.why_none else "its suite generated no case"
+            out.append((case.model, family, why))
+    return out
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from harness.models import build
-from harness.plugin import memory_guard, sharding
+from harness.plugin import collection, memory_guard, parametrize, sharding
 from harness.plugin.scheduling import ModelScheduling
 from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.test_ids import model_of
@@ -33,6 +33,7 @@ from harness.reports.results import ResultsCollector, load
 from harness.reports.sweep_reports import write_reports
 
 _MAP_KEY = "harness_testmap"
+_DESELECTED = pytest.StashKey[dict]()  # nodeid -> [model, family] of every deselected suite test
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,15 +113,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [i for i in items if id(i) not in dropped]
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember every deselected suite test (-m, -k, --shard, smoke scopes, empty
+    parametrizations), so a test that is not run can be told from one that vanished."""
+    if items:
+        found = items[0].config.stash.setdefault(_DESELECTED, {})
+        found.update({i.nodeid: [_model(i), _family(i)] for i in items if _family(i)})
+
+
+def deselected(config: pytest.Config) -> dict[str, list]:
+    return config.stash.get(_DESELECTED, {})
+
+
+def _write_json(target: Path, data) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(target)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Workers write nodeid -> (model, family), so the controller can attribute a crash."""
+    """Workers write nodeid -> (model, family), so the controller can attribute a crash,
+    and what they deselected, so it can tell a deselected test from a vanished one."""
     path = getattr(session.config, "workerinput", {}).get(_MAP_KEY)
     if path:
-        mapping = {i.nodeid: [_model(i), _family(i)] for i in session.items if _family(i)}
-        target = Path(path) / f"{session.config.workerinput['workerid']}.json"
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(mapping))
-        tmp.replace(target)
+        worker = session.config.workerinput["workerid"]
+        _write_json(Path(path) / f"{worker}.json",
+                    {i.nodeid: [_model(i), _family(i)] for i in session.items if _family(i)})
+        _write_json(Path(path) / f"{worker}.deselected", deselected(session.config))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -173,9 +192,18 @@ class SweepController:
         if self.progress is not None and result is not None and report.when in ("teardown", "???"):
             self.progress.finished(report.nodeid, result.outcome == "failed")
 
+    def deselected(self) -> dict[str, list]:
+        """Deselected suite tests: this process's, or under xdist the workers' (the same)."""
+        xdist = self.config.pluginmanager.get_plugin("harness-sweep-xdist")
+        return xdist.deselected() if xdist is not None and xdist.ran else deselected(self.config)
+
     def meta(self) -> dict:
         opt = self.config.getoption
+        found = self.deselected()
+        files = {t.split("::")[0] for t in [*self.collector.results.tests, *found]}
         return {"timm": build.timm_version(), "torch": torch.__version__, "selection": opt("--models"),
+                "models": collection.selected_names(self.config), "files": sorted(files),
+                "deselected": sorted(found),
                 "exclude": opt("--exclude"), "max_params": opt("--max-params"), "device": opt("--device"),
                 "shard": opt("--shard"), "markexpr": self.config.option.markexpr,
                 "keyword": self.config.option.keyword,
@@ -187,6 +215,11 @@ class SweepController:
         if not results.tests:
             return
         results.meta.update(self.meta())
+        summary = self.config.pluginmanager.get_plugin("harness-summary")
+        if summary is not None:
+            seen = {(r.model, r.family) for r in results.tests.values()}
+            summary.not_applicable = parametrize.not_applicable(self.config, seen, {tuple(v) for v in
+                                                                                  self.deselected().values()})
         report_dir = self.config.getoption("--report-dir")
         if report_dir:
             path = self.collector.finish(Path(report_dir))
@@ -225,6 +258,18 @@ class XdistHooks:
 
     def pytest_configure_node(self, node) -> None:
         node.workerinput[_MAP_KEY] = str(self.map_dir)
+        self.ran = True
+
+    ran = False
+
+    def deselected(self) -> dict[str, list]:
+        found: dict[str, list] = {}
+        for path in sorted(self.map_dir.glob("*.deselected")):
+            try:
+                found.update(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return found
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
         if not config.getoption("--group-models"):

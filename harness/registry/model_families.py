@@ -68,6 +68,9 @@ FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily("levit", modules=("levit",), pool_types=("avg",)),
     ModelFamily("no_unpooled", modules=("efficientvit_mit", "inception_next"), unpooled_features=False,
                notes="constructors assert 'Cannot disable pooling' for global_pool=''"),
+    ModelFamily("coat", modules=("coat",), unpooled_features=False,
+                notes="CoaT's constructor and reset_classifier assert global_pool in ('token', 'avg'): 'Only token "
+                      "or avg pooling is supported' (the same assert in 0.9.16; found by the module census)"),
 )
 
 DEFAULT_FAMILY = ModelFamily("default", notes="not characterised: only the model's own pool")

@@ -2,10 +2,10 @@
 per-model overrides, each with its reason. The rule that turns a tolerance into a budget
 is ``harness.checks.numerics.error_budget``; the reasoning behind each number is here.
 
-Every budget has the form ``multiplier x err32 x eps_ratio + floor x magnitude``: err32 is
-the model's own float32 error for this input and these weights (its float32 output
-against its float64 output), so the budget scales with the model's own noise; the floor
-covers models whose float32 error happens to be near zero."""
+Every budget has the form ``multiplier x err32 + floor x magnitude``: err32 is the model's
+own error for this input and these weights (its float32 output against its float64 output;
+for the golden autocast profiles its recorded autocast output), so the budget scales with
+the model's own noise; the floor covers models whose error happens to be near zero."""
 from __future__ import annotations
 
 import fnmatch
@@ -14,15 +14,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Tolerance:
-    """err <= multiplier * err32 * eps_ratio + floor * magnitude (numerics.error_budget).
-
-    ``eps_ratio`` scales the recorded float32 noise to a lower precision (machine epsilon
-    of the compute dtype over float32's): under autocast the error grows with the
-    precision's epsilon, so err32 * eps_ratio estimates the model's own bf16/fp16 noise."""
+    """err <= multiplier * err32 + floor * magnitude (numerics.error_budget)."""
 
     multiplier: float
     floor: float
-    eps_ratio: float = 1.0
 
 
 # reparam: fusing BN into convs or summing branches is exact in real arithmetic, so the
@@ -40,20 +35,27 @@ REPARAM = Tolerance(multiplier=20.0, floor=1e-6)
 # The floor (~100 float32 ulps) also covers models that cannot run in float64.
 ONNX = Tolerance(multiplier=20.0, floor=1e-5)
 
-# golden, by "<device>-<precision>". CPU float32: the reparam budget: reordering (thread
-# counts, blocking) moves results by 1-3 x err32, a real change of 1e-3 relative by far
-# more than 20 x err32 on any model whose own error is under 5e-5 relative. CUDA float32
-# with TF32 off uses other kernels and reduction orders than the CPU run that measured
-# err32: a wider multiplier. Autocast scales err32 by the epsilon ratio (bf16 2^-8, fp16
-# 2^-11 over float32's 2^-24); since autocast keeps reductions and norms in float32 the
-# estimate is generous, and the floor is a few bf16/fp16 ulps of the largest output.
+# golden, by "<device>-<precision>". Each profile scales the model's own error at that
+# precision (float32, or bf16/fp16 autocast), measured against the float64 reference when
+# recording (on the CPU). CPU float32: the reparam budget: reordering (thread counts, blocking)
+# moves results by 1-3 x err32, while a change of 1e-3 of the output exceeds 20 x err32 on any
+# model whose own error is under 5e-5 of its output (recording refuses models above 1e-4,
+# GOLDEN_MAX_NOISE). CUDA float32 (TF32 off): other kernels and reduction orders than the CPU
+# run that measured err32, so a wider multiplier; still under 1e-3 of the output.
+# Autocast: the budget is 4 x the model's own autocast error as recorded on the CPU (CUDA's
+# autocast kernels differ from the CPU's: 4 leaves room for that, unmeasured on a GPU here)
+# plus a floor of about two ulps of the largest output (bf16 2^-7, fp16 2^-10). bf16's own
+# error is 0.7-7.5% of the output on the models measured (toy 0.7%, resnet18 4.5%, nextvit_small
+# 7.5%; fp16 0.06-1.1%), so an autocast profile cannot see a 1% change on such models: that is
+# the float32 profiles' job; autocast profiles catch what breaks under reduced precision
+# (overflow, a wrong cast, NaN) and changes larger than a few times their own noise.
 GOLDEN_PROFILES: dict[str, Tolerance] = {
     "cpu-float32": Tolerance(multiplier=20.0, floor=1e-6),
     "cuda-float32": Tolerance(multiplier=50.0, floor=1e-5),
-    "cpu-bf16": Tolerance(multiplier=2.0, floor=2e-2, eps_ratio=2.0 ** 16),
-    "cuda-bf16": Tolerance(multiplier=2.0, floor=2e-2, eps_ratio=2.0 ** 16),
-    "cpu-fp16": Tolerance(multiplier=2.0, floor=4e-3, eps_ratio=2.0 ** 13),
-    "cuda-fp16": Tolerance(multiplier=2.0, floor=4e-3, eps_ratio=2.0 ** 13),
+    "cpu-bf16": Tolerance(multiplier=4.0, floor=8e-3),
+    "cuda-bf16": Tolerance(multiplier=4.0, floor=8e-3),
+    "cpu-fp16": Tolerance(multiplier=4.0, floor=1e-3),
+    "cuda-fp16": Tolerance(multiplier=4.0, floor=1e-3),
 }
 
 
@@ -82,3 +84,30 @@ def golden_tolerance(model: str, profile: str, key: str,
     if profile not in GOLDEN_PROFILES:
         raise ValueError(f"no golden tolerance profile {profile!r}; known: {', '.join(GOLDEN_PROFILES)}")
     return GOLDEN_PROFILES[profile]
+
+
+# Recording a golden file: a model whose own float32 error (err32, vs the float64 reference)
+# exceeds this fraction of max|reference| for some output is refused, because its cpu-float32
+# budget (20 x err32) would then pass changes of 2e-3 of the output and more. Calibrated BN
+# statistics (harness.checks.golden) keep ordinary models far below it (resnet18 ~1e-7).
+GOLDEN_MAX_NOISE = 1e-4
+
+
+@dataclass(frozen=True)
+class GoldenNoiseAllowance:
+    """A model allowed to record with more float32 noise than GOLDEN_MAX_NOISE, with why."""
+
+    models: str          # fnmatch pattern
+    max_noise: float
+    reason: str
+
+
+GOLDEN_NOISE_ALLOWANCES: tuple[GoldenNoiseAllowance, ...] = ()
+
+
+def golden_max_noise(model: str, allowances: tuple[GoldenNoiseAllowance, ...] | None = None) -> float:
+    """The largest err32 / max|reference| a golden recording of ``model`` may have."""
+    for a in GOLDEN_NOISE_ALLOWANCES if allowances is None else allowances:
+        if fnmatch.fnmatchcase(model, a.models):
+            return a.max_noise
+    return GOLDEN_MAX_NOISE

@@ -34,6 +34,7 @@ class RunSummary:
         self.failures: list[tuple[str, str, str]] = []  # (family, test id, first line)
         self.known: dict[str, list[str]] = defaultdict(list)  # reason -> test ids
         self.models: set[str] = set()
+        self.not_applicable: list[tuple[str, str, str]] = []  # (model, family, why), set at session finish
 
     def pytest_runtest_logreport(self, report) -> None:
         if any(f in report.keywords for f in self.families):
@@ -83,6 +84,10 @@ class RunSummary:
             for reason, tests in self.known.items():
                 lines.append(f"- {reason}")
                 lines += [f"  - `{t}`" for t in tests]
+        if self.not_applicable:
+            lines += ["", "## Not applicable (no test collected)", "", "| model | check family | why |",
+                      "|---|---|---|"]
+            lines += [f"| {m} | {f} | {why} |" for m, f, why in self.not_applicable]
         return "\n".join(lines) + "\n"
 
     def render(self, width: int = 120) -> str:
@@ -96,6 +101,9 @@ class RunSummary:
         for reason, tests in self.known.items():
             shown = ", ".join(tests[:4]) + (f" and {len(tests) - 4} more" if len(tests) > 4 else "")
             console.print(f"KNOWN ISSUE x{len(tests)}: {reason}\n    {shown}", highlight=False, markup=False)
+        for (family, why), models in _grouped(self.not_applicable).items():
+            shown = ", ".join(models[:6]) + (f" and {len(models) - 6} more" if len(models) > 6 else "")
+            console.print(f"NOT APPLICABLE {family} x{len(models)}: {why}\n    {shown}", highlight=False, markup=False)
         return buf.getvalue()
 
     def write(self, directory: Path) -> Path:
@@ -103,6 +111,14 @@ class RunSummary:
         path = directory / "summary.md"
         path.write_text(self.markdown())
         return path
+
+
+def _grouped(rows: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    """(family, why) -> models, in first-seen order."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for model, family, why in rows:
+        out.setdefault((family, why), []).append(model)
+    return out
 
 
 def _first_line(report) -> str:

@@ -35,17 +35,18 @@ def write_native_checkpoint(state_dict: Mapping[str, torch.Tensor], directory: P
     return path
 
 
-def _no_remote() -> dict[str, Any]:
-    # Blank every remote source so a misrouted load finds nothing rather than the network.
-    return dict(source="", url="", hf_hub_id="", custom_load=False)
-
-
 def file_overlay(path: Path) -> dict[str, Any]:
-    """pretrained_cfg_overlay that makes timm load ``path`` instead of a hub or URL."""
-    return dict(_no_remote(), file=str(path))
+    """The pretrained_cfg_overlay a user passes to load a local copy of a checkpoint:
+    exactly ``dict(file=path)``. Nothing else is blanked (no ``url``, ``hf_hub_id``,
+    ``source`` or ``custom_load``): timm's own routing decides how the file is read
+    (``_resolve_pretrained_source`` puts ``file`` before the hub and the URL on every
+    release from 0.9.16 on), so a misrouted file fails the check the way it fails for
+    users. The environment is offline (HF_HUB_OFFLINE, harness.models.build)."""
+    return dict(file=str(path))
 
 
 def state_dict_overlay(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """For meta-device models (too large to write): timm's in-memory state_dict source,
-    which runs the same filter/strict-load path on shapes and keys only."""
-    return dict(_no_remote(), state_dict=dict(state_dict))
+    """For meta-device models (too large to write): timm's in-memory state_dict source
+    (first in ``_resolve_pretrained_source``, before ``file``), which runs the same
+    filter/strict-load path on shapes and keys only."""
+    return dict(state_dict=dict(state_dict))

@@ -44,7 +44,7 @@ def deterministic_value(model_name: str, key: str, like: torch.Tensor) -> torch.
     return noise / math.sqrt(max(fan_in, 1))
 
 
-def _is_filled(key: str, tensor: torch.Tensor, param_names: set[str]) -> bool:
+def is_filled(key: str, tensor: torch.Tensor, param_names: set[str]) -> bool:
     """Parameters and BN statistics are drawn; other buffers (indices, masks, computed
     position tables) are constants the constructor derives, so they are kept."""
     if not tensor.is_floating_point():
@@ -57,7 +57,7 @@ def fill_deterministic(model: nn.Module, model_name: str) -> nn.Module:
     """Overwrite the model's parameters and BN statistics in place; returns the model."""
     param_names = {name for name, _ in model.named_parameters(remove_duplicate=False)}
     for key, tensor in model.state_dict(keep_vars=True).items():
-        if tensor.is_meta or not _is_filled(key, tensor, param_names):
+        if tensor.is_meta or not is_filled(key, tensor, param_names):
             continue
         value = deterministic_value(model_name, key, tensor)
         tensor.data.copy_(value.to(dtype=tensor.dtype, device=tensor.device))

@@ -338,7 +338,12 @@ def write_family(family: str, model: nn.Module, name: str, directory: Path) -> P
 
 
 def load_overlay(family: str, path: Path) -> dict:
-    """pretrained_cfg_overlay that loads ``path`` the way timm reads this family."""
+    """The pretrained_cfg_overlay a user passes for a local copy of a file in this
+    family's layout: ``dict(file=path)``, plus ``custom_load=True`` for the families timm
+    reads with ``model.load_pretrained()`` (the Google .npz files). timm 1.0.31 resets
+    ``custom_load`` when a ``file`` is given unless it is set explicitly (its comment: "e.g.
+    custom_load=True for a local copy of original .npz weights"); before 1.0.31 the tag's
+    own cfg already carries it, so the same call works on every release."""
     overlay = checkpoints.file_overlay(path)
     if CHECKPOINT_FAMILIES[family].custom_load:
         overlay["custom_load"] = True

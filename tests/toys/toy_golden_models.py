@@ -2,7 +2,7 @@
 (``-p tests.toys.toy_golden_models`` in a subprocess). ``HARNESS_TOY_GOLDEN`` plants a change:
 
 - ``scale``: half of one layer's output channels times (1 + 1e-3), the smallest change
-  golden must catch;
+  golden must catch in float32 (``scale=0.05``: times 1.05, for the autocast profiles);
 - ``reorder``: the same function computed in another float32 order (split matmul, pooling
   as sum / n), which golden must accept as noise;
 - ``rename``: a module renamed, so the state_dict layout changes.
@@ -22,7 +22,12 @@ PLANTED_SCALE = 1e-3
 
 
 def planted() -> str:
-    return os.environ.get(ENV, "")
+    return os.environ.get(ENV, "").split("=", 1)[0]
+
+
+def planted_scale() -> float:
+    value = os.environ.get(ENV, "")
+    return float(value.split("=", 1)[1]) if "=" in value else PLANTED_SCALE
 
 
 class ToyGoldenNet(nn.Module):
@@ -43,7 +48,7 @@ class ToyGoldenNet(nn.Module):
         x = torch.relu(self.bn(self.stem(x)))
         x = (self.stage_renamed if planted() == "rename" else self.stage)(x)
         if planted() == "scale":  # half the channels: a uniform scale would vanish in the LayerNorm
-            x = torch.cat([x[:, :16] * (1 + PLANTED_SCALE), x[:, 16:]], dim=1)
+            x = torch.cat([x[:, :16] * (1 + planted_scale()), x[:, 16:]], dim=1)
         return torch.relu(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -25,6 +25,7 @@ MODEL_BUGS = (
     "pooled_unpooled",       # global_pool='' still pools
     "wrong_features",        # num_classes=0 returns a projection, not the features
     "ignores_num_classes",   # constructor ignores num_classes
+    "lossy_state_dict",      # a tensor the forward uses is a random non-persistent buffer: lost by a state_dict
 )
 LOAD_BUGS = (
     "strict_head",           # HRNet 0.9.16: head='' drops modules, yet loads strictly
@@ -63,6 +64,8 @@ class ToyNet(nn.Module):
         self.norm = nn.LayerNorm(16)
         self.head = nn.Linear(16, self.num_classes) if self.num_classes > 0 else nn.Identity()
         self.proj = nn.Linear(16, 10)
+        if bug == "lossy_state_dict":
+            self.register_buffer("offset", torch.randn(1, 16, 1, 1), persistent=False)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage(torch.relu(self.bn(self.stem(x))))
@@ -70,6 +73,8 @@ class ToyNet(nn.Module):
             x = self.head_extra(x)
         if self.bug == "nan_output":
             x = x * torch.tensor(float("nan"))
+        if self.bug == "lossy_state_dict":
+            x = x + self.offset
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

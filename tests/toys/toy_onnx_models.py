@@ -6,6 +6,9 @@ works as a pytest plugin: ``-p tests.toys.toy_onnx_models``).
 that reads the batch size as a Python int (``int(x.shape[0])``) to reshape: eager is right
 at any batch, but the TorchScript tracer records the constant 2 (onnxruntime then returns
 2 rows for 3 inputs) and the dynamo exporter specializes the batch axis to 2.
+``toy_onnx_export_differs`` computes 1% more while being exported (``torch.onnx.is_in_onnx_export``
+for the TorchScript exporter, ``torch.compiler.is_exporting`` for torch.export): the graph
+runs and has the right shapes, only its numbers differ from eager.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from torch import nn
 
 from tests.toys.registry import register_toys, toy_cfg
 
-BUGS = ("ok", "baked_batch")
+BUGS = ("ok", "baked_batch", "export_differs")
 CHANNELS = 8
 
 
@@ -28,6 +31,8 @@ class FlattenHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = int(x.shape[0]) if self.bug == "baked_batch" else x.shape[0]
         x = x.reshape(batch, x.shape[1], -1).mean(-1)
+        if self.bug == "export_differs" and (torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()):
+            x = x * 1.01
         return self.fc(x)
 
 

@@ -21,6 +21,7 @@ BUGS = (
     "none_layer",        # NextViT 0.9.16-1.0.6: the folded pre-norm is set to None, forward still calls it
     "adds_params",       # the fused conv is added but the branches are kept: more parameters
     "not_idempotent",    # no 'already fused' guard: a second call folds the BN scale again
+    "noop",              # reparameterize() returns at once: nothing fused, every other sub-check passes
 )
 CHANNELS = 8
 
@@ -52,7 +53,7 @@ class RepBlock(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        if self.reparam_conv is not None:
+        if self.reparam_conv is not None or self.bug == "noop":
             return
         w3, b3 = _fold_bn(self.conv3.weight, None, self.bn3)
         w1, b1 = _fold_bn(F.pad(self.conv1.weight, (1, 1, 1, 1)), None, self.bn1)
@@ -86,7 +87,7 @@ class PreNormBlock(nn.Module):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
-        if self.is_fused and self.bug != "not_idempotent":
+        if self.is_fused and self.bug != "not_idempotent" or self.bug == "noop":
             return
         # fc(norm(x)) * scale == (W * a * scale_o) x + (W @ b + bias) * scale_o, a, b: the BN affine
         a = self.norm.weight / (self.norm.running_var + self.norm.eps).sqrt()
