@@ -11,6 +11,7 @@ import pytest
 
 from harness.checks.compat import CompatLayoutError, discover
 from harness.models import build
+from harness.models.capabilities import Capabilities, capabilities_for
 from harness.models.facts import ModelFacts, facts_for
 from harness.models.selection import SelectionError, resolve_models
 from harness.plugin.options import HarnessOptions
@@ -24,6 +25,10 @@ KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
 _CASES = pytest.StashKey[list]()
 _COMPAT = pytest.StashKey[list]()
+_CAPS = pytest.StashKey[dict]()
+
+# The check families whose cases depend on discovered capabilities.
+CAPABILITY_FAMILIES = ("create", "pretrained", "reset_classifier")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,47 @@ def model_cases(config: pytest.Config) -> list[ModelCase]:
             cases.append(ModelCase(name, facts, family_for(name, facts.module), numeric))
         config.stash[_CASES] = cases
     return config.stash[_CASES]
+
+
+def selects_any(config: pytest.Config, families: tuple[str, ...]) -> bool:
+    """Whether ``-m`` can select a test of any of these check families (True without -m),
+    so a run of other families never pays for discovering what it does not use."""
+    expr = (config.option.markexpr or "").strip()
+    if not expr:
+        return True
+    try:
+        from _pytest.mark.expression import Expression
+
+        compiled = Expression.compile(expr)
+    except Exception:  # noqa: BLE001 - pytest reports a bad -m itself; assume selected
+        return True
+    return any(_evaluate(compiled, {f}) for f in families)
+
+
+def _evaluate(compiled, markers: set[str]) -> bool:
+    def matcher(name: str, **kwargs) -> bool:  # pytest >= 8.3 passes keyword arguments for mark(kw=...)
+        return name in markers and not kwargs
+    return bool(compiled.evaluate(matcher))
+
+
+def case_capabilities(config: pytest.Config, case: ModelCase) -> Capabilities:
+    """The model's discovered capabilities (models.capabilities), cached in config.cache
+    like the facts and gathered once per process; empty where no capability family is
+    selected by -m (its cases are deselected anyway)."""
+    store = config.stash.setdefault(_CAPS, {})
+    if case.model not in store:
+        if not selects_any(config, CAPABILITY_FAMILIES):
+            return Capabilities()
+        cache = getattr(config, "cache", None)
+        store[case.model] = capabilities_for(case.model, cache and cache.get, cache and cache.set)
+    return store[case.model]
+
+
+def gather_capabilities(config: pytest.Config) -> None:
+    """On the xdist controller: discover every selected model's capabilities once, so the
+    workers read them from the cache instead of each discovering them."""
+    for case in model_cases(config):
+        case_capabilities(config, case)
 
 
 def compat_sets(config: pytest.Config) -> list:

@@ -14,10 +14,11 @@ from typing import Callable
 
 import pytest
 
+from harness.checks.constructor_kwargs import KwargCase
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
 from harness.models.variants import LOAD_MODES, head_variants
-from harness.plugin.collection import ModelCase, compat_sets, model_cases
+from harness.plugin.collection import ModelCase, case_capabilities, compat_sets, model_cases
 
 Make = Callable[[list[ModelCase], pytest.Config], list]
 
@@ -50,17 +51,46 @@ def _models(cases: list[ModelCase], config: pytest.Config) -> list:
 
 @parametrizer("create", "load_mode", "head_variant")
 def _create(cases: list[ModelCase], config: pytest.Config) -> list:
-    """Load mode x head variant, marked create (scratch) or pretrained: '<model>-<mode>-<head>'."""
+    """Load mode x head variant (the discovered pools, head kwargs and in_chans included),
+    marked create (scratch) or pretrained: '<model>-<mode>-<head>'."""
     return [pytest.param(c, mode, head, id=f"{c.model}-{mode.id}-{head.id}",
                          marks=getattr(pytest.mark, mode.check))
-            for c in cases for mode in LOAD_MODES for head in head_variants(c.family)]
+            for c in cases for head in head_variants(c.family, case_capabilities(config, c))
+            for mode in LOAD_MODES if head.applies_to(mode)]
+
+
+def reset_configs(case: ModelCase, config: pytest.Config) -> dict[str, dict]:
+    """config id -> construction kwargs: the default, each discovered pool, the family's
+    extra configs, and each of them again after num_classes=0 construction."""
+    caps = case_capabilities(config, case)
+    pools = {} if case.family.fixed_pool else {f"global_pool_{p}": {"global_pool": p} for p in caps.pools}
+    base = {"default": {}, **pools, **{k: dict(v) for k, v in case.family.reset_configs.items()}}
+    headless = {("num_classes_0" if cid == "default" else f"num_classes_0-{cid}"): {**kw, "num_classes": 0}
+                for cid, kw in base.items()}
+    return {**base, **headless}
 
 
 @parametrizer("reset_classifier", "reset_config")
 def _reset(cases: list[ModelCase], config: pytest.Config) -> list:
-    """The default construction plus the model family's reset configs: '<model>-<config>'."""
-    return [pytest.param(c, (cid, dict(kwargs)), id=f"{c.model}-{cid}")
-            for c in cases for cid, kwargs in {"default": {}, **c.family.reset_configs}.items()]
+    """The default construction, every discovered pool, the family's reset configs, and
+    the same built with num_classes=0: '<model>-<config>' (e.g. 'resnet18-global_pool_max',
+    'resnet18-num_classes_0-global_pool_max')."""
+    return [pytest.param(c, (cid, kwargs), id=f"{c.model}-{cid}")
+            for c in cases for cid, kwargs in reset_configs(c, config).items()]
+
+
+@parametrizer("entry_kwargs")
+def _entry_kwargs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Models whose entry point passes kwargs to build_model_with_cfg: '<model>-entry_kwargs'."""
+    return [pytest.param(c, id=f"{c.model}-entry_kwargs") for c in cases
+            if case_capabilities(config, c).entry_kwargs]
+
+
+@parametrizer("constructor_kwargs", "kwarg_case")
+def _constructor_kwargs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One param per discovered constructor kwarg value: '<model>-kwarg-<name>_<value>'."""
+    return [pytest.param(c, KwargCase(cid, dict(kwargs), next(iter(kwargs))), id=f"{c.model}-kwarg-{cid}")
+            for c in cases for cid, kwargs in case_capabilities(config, c).ctor_kwargs.items()]
 
 
 @parametrizer("reparam")
