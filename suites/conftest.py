@@ -33,6 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     collection.drop_empty_parametrizations(config, items)
     collection.keep_smoke_scope(config, items)
     collection.apply_markers(config, items)
+    collection.apply_intended_changes(config, items)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

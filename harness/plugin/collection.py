@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.checks import layers
 from harness.checks.compat import CompatLayoutError, discover
+from harness.checks.layers import LayerCase
 from harness.models import build
 from harness.models.capabilities import Capabilities, capabilities_for
 from harness.models.facts import ModelFacts, facts_for
 from harness.models.selection import SelectionError, resolve_models
 from harness.plugin.options import HarnessOptions
-from harness.registry import known_issues
+from harness.registry import intended_changes, known_issues
 from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.known_issues import KnownIssue
 from harness.registry.model_families import ModelFamily, family_for
@@ -108,6 +110,17 @@ def gather_capabilities(config: pytest.Config) -> None:
         case_capabilities(config, case)
 
 
+def layer_cases(config: pytest.Config) -> list[LayerCase]:
+    """The layers family's cases (checks.layers.discover): every discovered timm.layers case
+    under ``--models smoke`` or ``all``, or when ``-m`` names the layers family; none for a
+    run over chosen models (they do not select layers)."""
+    if (config.option.markexpr or "").strip():
+        wanted = selects_any(config, ("layers",))
+    else:
+        wanted = HarnessOptions.from_config(config).models.strip() in ("smoke", "all")
+    return layers.discover()[0] if wanted else []
+
+
 def compat_sets(config: pytest.Config) -> list:
     """The --compat-dir artifact sets written by other releases for the selected models
     ([] without --compat-dir). Called at configure time, so a bad directory is a usage
@@ -139,6 +152,8 @@ def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item])
     deselect it, so a non-applicable model adds no test at all."""
     def placeholder(item: pytest.Item) -> bool:
         params = getattr(item, "callspec", None) and item.callspec.params
+        if params and "layer_case" in params:
+            return not isinstance(params["layer_case"], LayerCase)
         return bool(params) and "model_case" in params and not isinstance(params["model_case"], ModelCase)
 
     empty = [i for i in items if placeholder(i)]
@@ -172,15 +187,37 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         if len(families) != 1:
             raise pytest.UsageError(f"{item.nodeid} carries check markers {sorted(families)}; "
                                     f"every suite test needs exactly one of {CHECK_FAMILIES}")
-        case = getattr(item, "callspec", None) and item.callspec.params.get("model_case")
+        params = getattr(item, "callspec", None) and item.callspec.params
+        case = params and (params.get("model_case") or params.get("layer_case"))
         if case is None or opts.ignore_known_issues:
             continue
-        issue = known_issues.matching_issue(case.model, families.pop(), item.callspec.id, version,
-                               test_name=getattr(item, "originalname", ""))
+        subject = case.model if isinstance(case, ModelCase) else case.name  # a layer stands where a model does
+        issue = known_issues.matching_issue(subject, families.pop(), item.callspec.id, version,
+                                            test_name=getattr(item, "originalname", ""))
         if issue is not None:
             item.stash[KNOWN_ISSUE] = issue
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "
                                                                   f"{issue.reason}"))
+
+
+def apply_intended_changes(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Differential tests (test_compat_outputs) of a model a release changed on purpose
+    (registry.intended_changes) become strict xfails whose message must match, like known
+    issues; --ignore-known-issues leaves them failing."""
+    if HarnessOptions.from_config(config).ignore_known_issues:
+        return
+    version = build.timm_version()
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        artifact = params and params.get("compat_artifact")
+        if artifact is None or getattr(item, "originalname", "") != "test_compat_outputs" or KNOWN_ISSUE in item.stash:
+            continue
+        change = intended_changes.matching_change(artifact.model, version, artifact.version)
+        if change is not None:
+            item.stash[KNOWN_ISSUE] = KnownIssue(change.models, "compat", f">={change.release}", change.reason,
+                                                 match=change.match)
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"intended change (timm {change.release}): "
+                                                                  f"{change.reason}"))
 
 
 def enforce_known_issue_match(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:

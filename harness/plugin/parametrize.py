@@ -120,7 +120,16 @@ def _compat(cases: list[ModelCase], config: pytest.Config) -> list:
     """One param per (model, baseline release) of --compat-dir: '<model>-<baseline version>'."""
     by_model = {c.model: c for c in cases}
     return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
-            for s in compat_sets(config) if s.model in by_model]
+            for s in compat_sets(config) if s.model in by_model and s.kind == "full"]
+
+
+@parametrizer("compat_outputs", "compat_artifact")
+def _compat_outputs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One param per (model, baseline release) whose artifacts hold reference outputs
+    (checks.differential): '<model>-<baseline version>'."""
+    by_model = {c.model: c for c in cases}
+    return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
+            for s in compat_sets(config) if s.model in by_model and s.reference]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
