@@ -16,7 +16,7 @@ def test_create_variant(model_case, load_mode, head_variant, device, request):
     size = model_case.facts.input_size
     if load_mode.pretrained:
         check_variant(model_case.model, device, size, load_mode, head_variant,
-                         request.getfixturevalue("source_checkpoint"))
+                      request.getfixturevalue("source_checkpoint"), model_case.family.loads_pretrained)
     else:
         check_create(model_case.model, device, size, load_mode, head_variant)
 

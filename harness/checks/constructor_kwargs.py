@@ -103,23 +103,35 @@ def check_dropout(model_name: str, device: str, input_size, case: KwargCase) -> 
                              f"(same seed): the rate has no effect")
 
 
+def _seeded_init(model_name: str, device: str, kwargs: dict) -> nn.Module:
+    torch.manual_seed(0)  # two builds draw the same random init: only what the kwarg sets differs
+    return _create(model_name, device, kwargs, init=True)
+
+
 def check_init_value(model_name: str, device: str, input_size, case: KwargCase) -> None:
+    """The layer-scale parameters of a model built with init value v (timm's own init, before
+    fill_deterministic) all equal v. They are found without names: the parameters the kwarg
+    adds to the default layout, those that change when v changes, and those of LayerScale
+    modules. A model with none (the kwarg reaches no layer scale) shows no effect to check."""
     what = _what(model_name, case.kwargs)
     value = case.kwargs[case.name]
     if device == "meta":
         _run(_create(model_name, device, case.kwargs), model_name, input_size, device, what)
         return
-    model = _create(model_name, device, case.kwargs, init=True)  # timm's own init: the value must show
+    model = _seeded_init(model_name, device, case.kwargs)
+    other = dict(_seeded_init(model_name, device, {**case.kwargs, case.name: value * 2}).named_parameters())
+    default = build.create(model_name, device="meta").state_dict()
+    params = dict(model.named_parameters())
+    scaled = {f"{n}.{pn}" if n else pn for n, m in model.named_modules() if "layerscale" in type(m).__name__.lower()
+              for pn, _ in m.named_parameters(recurse=False)}
+    targets = sorted(n for n, p in params.items() if p.is_floating_point() and (
+        n not in default or n in scaled or (n in other and not torch.equal(p.detach(), other[n].detach()))))
     target = torch.tensor(float(value), dtype=torch.float32)
-    holders = [n for n, p in model.named_parameters()
-               if p.is_floating_point() and p.numel() and torch.equal(p.detach().float().cpu(),
-                                                                      target.expand(p.shape))]
-    if not holders:
-        means = {n: p.detach().float().mean().item() for n, p in model.named_parameters() if p.dim() == 1 and p.numel()}
-        close = sorted(means, key=lambda n: abs(means[n] - value))[:3]
-        hint = ", ".join(f"{n} (mean {means[n]:.4g})" for n in close)
-        raise AssertionError(f"{what}: no parameter of the initialised model equals {case.name}={value} "
-                             f"(nearest 1-d parameters: {hint})")
+    wrong = [f"{n}: values in [{params[n].min().item():.4g}, {params[n].max().item():.4g}]" for n in targets
+             if not torch.equal(params[n].detach().float().cpu(), target.expand(params[n].shape))]
+    if wrong:
+        raise AssertionError(compare._listing(f"{what}: layer-scale parameters of the initialised model do not "
+                                              f"equal {case.name}={value}", wrong))
     _run(fill_deterministic(model, model_name), model_name, input_size, device, what)
 
 

@@ -3,11 +3,10 @@ file the harness wrote (the deterministic default-config model, as .safetensors 
 .pth) loads every tensor it should, keeps the forward contract, and with the default
 head reproduces the source model's logits.
 
-Pool variants (``global_pool=P``) load the default-pool checkpoint: where P keeps the
-state_dict layout the load is strict and the backbone features equal the source's; where
-P changes it (catavgmax widens the classifier, 'map' adds an attention pool) the variant
-is built with another num_classes, as a user must, and every tensor the layout shares with
-the checkpoint is loaded. in_chans variants must load the first conv as timm documents
+Pool and head-kwarg variants load the default-config checkpoint: where they keep the
+state_dict layout the load is exact (and a pool's backbone features equal the source's);
+where they change it, a loud refusal naming the differing keys is accepted and a load must
+be exact outside them (check_pretrained_changed). in_chans variants must load the first conv as timm documents
 its adaptation (models._manipulate.adapt_input_conv), re-implemented here from that
 definition, never by calling it."""
 from __future__ import annotations
@@ -22,7 +21,7 @@ from harness.checks import compare
 from harness.checks.create import (assert_forward_contract, assert_pool, check_create, construct, forward,
                                    variant_input_size)
 from harness.models import build
-from harness.models.variants import OTHER_NUM_CLASSES, HeadVariant, LoadMode
+from harness.models.variants import HeadVariant, LoadMode
 from harness.weights import checkpoints, model_cache
 from harness.weights.deterministic import BATCH_SIZE, make_input
 
@@ -76,32 +75,41 @@ def layout(sd) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in sd.items()}
 
 
-def check_pretrained_pool(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
-                          source: SourceCheckpoint) -> None:
-    """create_model(global_pool=P, pretrained=True) from the default-pool checkpoint."""
-    pool = variant.kwargs["global_pool"]
-    meta = build.create(model_name, device="meta", global_pool=pool)
-    new_layout, old_layout = layout(meta.state_dict()), layout(source.state_dict)
-    if new_layout == old_layout:
+def check_pretrained_changed(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
+                             source: SourceCheckpoint, must_load: bool = False) -> None:
+    """A discovered variant (a pool, a head kwarg) loading the default-config checkpoint.
+
+    Where the variant keeps the state_dict layout, or the model family says the variant must
+    load (``must_load``: HRNet's head='' drops unused modules), every model tensor must come
+    from the checkpoint (the classifier may change for a head kwarg), and for a pool the
+    features before pooling equal the source's. Where the layout differs (catavgmax widens
+    the classifier, 'map' adds an attention pool, head_hidden_size adds a layer), the
+    checkpoint cannot cover the model: create_model may refuse loudly, with an error naming
+    a key the layouts differ in, or load, and then every tensor outside those keys must be
+    the checkpoint's. What fails is a silent partial load or a refusal for another reason."""
+    meta = build.create(model_name, device="meta", **variant.kwargs)
+    new, old = layout(meta.state_dict()), layout(source.state_dict)
+    differ = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
+    classifier = build.classifier_prefixes(model_name)
+    if differ and not must_load:
+        try:
+            model = construct(model_name, device, mode, variant, source.overlay(device))
+        except AssertionError as exc:
+            if any(k in str(exc) for k in differ):
+                return  # refused loudly, naming what the checkpoint cannot hold
+            raise
+        compare.assert_loaded_from(model.state_dict(), source.state_dict, tuple(differ), True)
+    else:
         model = construct(model_name, device, mode, variant, source.overlay(device))
-        assert_pool(model, variant)
-        compare.assert_loaded_from(model.state_dict(), source.state_dict, (), False)
-        out = forward(model, model_name, input_size, device)
-        assert_forward_contract(model, out, variant, BATCH_SIZE)
-        if source.features is not None:
-            with torch.no_grad():
-                feats = model.forward_features(make_input(model_name, input_size, device=device))
-            compare.assert_close(feats.cpu(), source.features, f"forward_features with global_pool={pool!r} vs the "
-                                                               f"checkpoint's source (pooling comes after them)")
-        return
-    added = sorted(k for k, shape in new_layout.items() if old_layout.get(k) != shape)
-    headed = HeadVariant(variant.id, {**variant.kwargs, "num_classes": OTHER_NUM_CLASSES}, "classes",
-                         variant.modes, variant.kind)
-    model = construct(model_name, device, mode, headed, source.overlay(device))
-    assert_pool(model, headed)
-    allowed = tuple(build.classifier_prefixes(model_name)) + tuple(added)
-    compare.assert_loaded_from(model.state_dict(), source.state_dict, allowed, True)
-    assert_forward_contract(model, forward(model, model_name, input_size, device), headed, BATCH_SIZE)
+        compare.assert_loaded_from(model.state_dict(), source.state_dict, classifier, variant.changes_head)
+    assert_pool(model, variant)
+    assert_forward_contract(model, forward(model, model_name, input_size, device), variant, BATCH_SIZE)
+    if variant.kind == "pool" and not differ and source.features is not None:
+        with torch.no_grad():
+            feats = model.forward_features(make_input(model_name, input_size, device=device))
+        compare.assert_close(feats.cpu(), source.features, f"forward_features with global_pool="
+                                                           f"{variant.kwargs['global_pool']!r} vs the checkpoint's "
+                                                           f"source (pooling comes after them)")
 
 
 def _first_convs(model_name: str) -> tuple[str, ...]:
@@ -176,10 +184,13 @@ def check_pretrained_in_chans(model_name: str, device: str, input_size, mode: Lo
 
 
 def check_variant(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant,
-                  source: SourceCheckpoint | None) -> None:
-    """One cell of the create/pretrained matrix, whichever the load mode."""
-    if mode.pretrained and variant.kind == "pool":
-        check_pretrained_pool(model_name, device, input_size, mode, variant, source)
+                  source: SourceCheckpoint | None, must_load: tuple[str, ...] = ()) -> None:
+    """One cell of the create/pretrained matrix, whichever the load mode. ``must_load``: head
+    kwargs whose variants must load the checkpoint whatever their layout (the model family's
+    exception, ModelFamily.loads_pretrained)."""
+    if mode.pretrained and (variant.kind == "pool" or variant.contract == "custom"):
+        check_pretrained_changed(model_name, device, input_size, mode, variant, source,
+                                 must_load=any(k in must_load for k in variant.kwargs))
     elif mode.pretrained and variant.kind == "in_chans":
         check_pretrained_in_chans(model_name, device, input_size, mode, variant, source)
     elif mode.pretrained:

@@ -167,8 +167,8 @@ def _class_source(cls: type) -> str:
 @contextlib.contextmanager
 def capture_builder_kwargs() -> Iterator[list[dict[str, Any]]]:
     """Record the model kwargs (those build_model_with_cfg does not consume itself) of each
-    outermost build_model_with_cfg call made inside the block. Patched in every timm module
-    that imported it by name, as entry points do."""
+    outermost build_model_with_cfg call made inside the block. Patched in every module that
+    imported it by name, as entry points do."""
     from timm.models import _builder
 
     original = _builder.build_model_with_cfg
@@ -186,8 +186,9 @@ def capture_builder_kwargs() -> Iterator[list[dict[str, Any]]]:
         finally:
             depth[0] -= 1
 
-    patched = [(m, a) for m in list(sys.modules.values()) if m is not None and getattr(m, "__name__", "").startswith("timm")
-               for a, v in list(vars(m).items()) if v is original]
+    name = original.__name__  # entry-point modules (timm's, or any registering models) import it by name
+    patched = [(m, name) for m in list(sys.modules.values())
+               if getattr(m, "__dict__", {}).get(name) is original]
     for module, attr in patched:
         setattr(module, attr, wrapper)
     try:

@@ -66,6 +66,7 @@ _POOL_MODES = ("scratch", "pretrained")
 def head_variants(family: ModelFamily, caps: Capabilities | None = None) -> list[HeadVariant]:
     """The head variants of a model: the fixed ones, then what its capabilities discovered
     (the family table adds only its exceptions)."""
+    unpooled = caps.unpooled if caps is not None else True  # without discovery: the family decides
     caps = caps if caps is not None else Capabilities()
     variants = [
         HeadVariant("default", MappingProxyType({}), "classes"),
@@ -73,7 +74,7 @@ def head_variants(family: ModelFamily, caps: Capabilities | None = None) -> list
         HeadVariant(f"num_classes_{OTHER_NUM_CLASSES}",
                     MappingProxyType({"num_classes": OTHER_NUM_CLASSES}), "classes"),
     ]
-    if family.unpooled_features and caps.unpooled:
+    if family.unpooled_features and unpooled:
         variants.append(HeadVariant("global_pool_", MappingProxyType({"num_classes": 0, "global_pool": ""}),
                                     "unpooled"))
     head_kwargs = {k: list(v) for k, v in caps.head_kwargs.items()}

@@ -30,6 +30,9 @@ class ModelFamily:
         of the contract (distilled heads read fixed tokens by design).
     fixed_pool: the head reads fixed tokens whatever global_pool says, so only the model's own
         pool is exercised (a pool it accepts is not a variant).
+    loads_pretrained: head kwargs whose variants must load the default checkpoint whatever
+        their state_dict layout (a variant that only drops unused modules); elsewhere a
+        variant whose layout differs may refuse a pretrained load loudly.
     """
 
     name: str
@@ -40,15 +43,22 @@ class ModelFamily:
     reset_configs: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
     unpooled_features: bool = True
     fixed_pool: bool = False
+    loads_pretrained: tuple[str, ...] = ()
     notes: str = ""
 
 
-# Every former entry is now discovered: HRNet's head='' / 'incre' (the literals its constructor
-# compares `head` with), the ViT attention pool ('map' builds an attn_pool), the CNN pool sets,
-# the distilled DeiT and EfficientViT-MiT / InceptionNeXt constructors that assert on other
-# pools or on global_pool=''. Add a record only for what a constructor accepts but does not
-# honour, with the reason.
-FAMILIES: tuple[ModelFamily, ...] = ()
+# Everything else the former table listed is discovered: HRNet's head='' / 'incre' (the
+# literals its constructor compares `head` with), the ViT attention pool ('map' builds an
+# attn_pool), the CNN pool sets, the distilled DeiT and EfficientViT-MiT / InceptionNeXt
+# constructors that assert on other pools or on global_pool=''. Add a record only for what
+# discovery cannot know, with the reason.
+FAMILIES: tuple[ModelFamily, ...] = (
+    ModelFamily(
+        "hrnet", modules=("hrnet",), loads_pretrained=("head",),
+        notes="head='' / 'incre' drop the unused parts of the classification head (feature extraction): the "
+              "checkpoint covers every remaining tensor, so pretrained must load (timm 0.9.16 refused it strictly, "
+              "fixed in 1.0.3)"),
+)
 
 DEFAULT_FAMILY = ModelFamily("default", notes="no exception: everything is discovered")
 
