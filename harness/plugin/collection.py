@@ -111,14 +111,17 @@ def gather_capabilities(config: pytest.Config) -> None:
 
 
 def layer_cases(config: pytest.Config) -> list[LayerCase]:
-    """The layers family's cases (checks.layers.discover): every discovered timm.layers case
-    under ``--models smoke`` or ``all``, or when ``-m`` names the layers family; none for a
-    run over chosen models (they do not select layers)."""
-    if (config.option.markexpr or "").strip():
-        wanted = selects_any(config, ("layers",))
-    else:
-        wanted = HarnessOptions.from_config(config).models.strip() in ("smoke", "all")
-    return layers.discover()[0] if wanted else []
+    """The layers family's cases (checks.layers.discover): the layers do not depend on the
+    models, so they run with ``--models smoke`` or ``all``, or where ``-m`` names the layers
+    family (``-m layers --models resnet18``); a run over chosen models does not repeat them.
+    A ``-m`` that deselects the family collects none (no discovery cost)."""
+    expr = (config.option.markexpr or "").strip()
+    if expr and not selects_any(config, ("layers",)):
+        return []
+    named = bool(re.search(r"\blayers\b", expr))
+    if not named and HarnessOptions.from_config(config).models.strip() not in ("smoke", "all"):
+        return []
+    return layers.discover()[0]
 
 
 def compat_sets(config: pytest.Config) -> list:
