@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "expected-status": ("harness.reports.expected_status", "record or check the expected status of every test id"),
     "durations": ("harness.plugin.sharding", "merge per-model durations from results.json for --shard balancing"),
     "bench-compare": ("harness.checks.benchmark_compare", "throughput of the candidate vs a baseline timm or a stored baseline"),
-    "capabilities": ("harness.reports.capabilities_report", "capability -> number of models, discovered on the meta device"),
+    "capabilities": ("harness.reports.capabilities_report", "capability -> number of models (meta-device discovery)"),
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),

@@ -122,7 +122,8 @@ def test_adapted_input_conv_follows_the_definition():
 def test_entry_kwargs_round_trip():
     trip = check_entry_kwargs(OK, "cpu", SIZE)
     assert trip.passed == {"embed_dim": 16, "patch_size": 8} and set(trip.fixed) == {"bug"}
-    with pytest.raises(AssertionError, match=r"passed other kwargs to build_model_with_cfg \(1\):\n  embed_dim: 16 -> 32"):
+    with pytest.raises(AssertionError, match=r"passed other kwargs to build_model_with_cfg \(1\):\n  "
+                                             r"embed_dim: 16 -> 32"):
         check_entry_kwargs("toy_depth_entry_doubles", "cpu", SIZE)
 
 
@@ -162,7 +163,8 @@ def test_correct_toy_passes_reset_for_every_pool(config):
 
 
 @pytest.mark.parametrize("name, config, message", [
-    ("toy_depth_reset_ignores_pool", {}, r"after reset_classifier\(1005, 'avg'\): pool type is 'token', expected 'avg'"),
+    ("toy_depth_reset_ignores_pool", {},
+     r"after reset_classifier\(1005, 'avg'\): pool type is 'token', expected 'avg'"),
     ("toy_depth_reset_headless_avg", {"num_classes": 0},
      r"after reset_classifier\(0\): pooling configuration changed:\n  global_pool: 'token' -> 'avg'"),
 ])

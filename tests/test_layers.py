@@ -35,7 +35,8 @@ def test_discovery_covers_each_kind_and_reports_the_rest(discovered):
     for expected in ("LayerNorm2d-fast_norm", "LayerNorm2d-default", "RmsNorm-default", "RmsNorm2d-fast_norm",
                      "GroupNorm-default", "BatchNormAct2d-default", "GELU-default", "QuickGELU-default",
                      "Attention-fused_attn", "Attention-explicit", "AttentionPoolLatent-explicit",
-                     "SelectAdaptivePool2d-catavgmax", "SelectAdaptivePool2d-fastavgmax", "FastAdaptiveMaxPool-default"):
+                     "SelectAdaptivePool2d-catavgmax", "SelectAdaptivePool2d-fastavgmax",
+                     "FastAdaptiveMaxPool-default"):
         assert expected in ids
     kinds = {c.kind for c in cases}
     assert kinds == {"norm", "act", "attention", "pool"}
@@ -94,9 +95,9 @@ def test_a_wrong_attention_scale_fails_both_paths(discovered, monkeypatch):
 def test_layer_ids_in_the_id_grammar_summary_and_matrix():
     node = "suites/test_layers.py::test_layer[LayerNorm2d-fast_norm]"
     assert model_of(node) == "LayerNorm2d"
+    other = "x::test_create_variant[resnet18-scratch-default]"
     results = Results({node: TestResult(node, model_of(node), "layers", "failed", "differs"),
-                       "x::test_create_variant[resnet18-scratch-default]":
-                           TestResult("x::test_create_variant[resnet18-scratch-default]", "resnet18", "create", "passed")})
+                       other: TestResult(other, "resnet18", "create", "passed")})
     matrix = build_matrix(results)
     assert "LayerNorm2d" in matrix.models and matrix.cell("LayerNorm2d", "layers").label == "FAIL 1/1"
     assert "| LayerNorm2d | - | FAIL 1/1 |" in markdown(matrix)

@@ -76,8 +76,8 @@ def test_structural_checks_on_meta_catch_strict_head_bug():
     with pytest.raises(AssertionError, match=r"Unexpected key\(s\)"):
         check_variant("toy_strict_head", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], source,
                       FAMILY.loads_pretrained)
-    check_variant("toy_ok", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], make_source("toy_ok", "meta", None, SIZE),
-                  FAMILY.loads_pretrained)
+    check_variant("toy_ok", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"],
+                  make_source("toy_ok", "meta", None, SIZE), FAMILY.loads_pretrained)
 
 
 def test_structural_reset_on_meta_catches_dropped_attention_pool():

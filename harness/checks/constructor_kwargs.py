@@ -76,7 +76,10 @@ def _run(model: nn.Module, model_name: str, input_size, device: str, what: str) 
     """Builds and runs: (B, num_classes) where there is a classifier, finite."""
     x = (torch.empty((BATCH_SIZE, *input_size), device="meta") if device == "meta"
          else make_input(model_name, tuple(input_size), device=device))
-    out = build.meta_forward(model, x) if device == "meta" else _outputs(model, x)[0]
+    try:
+        out = build.meta_forward(model, x) if device == "meta" else _outputs(model, x)[0]
+    except Exception as exc:
+        raise AssertionError(f"{what}: forward raised {type(exc).__name__}: {exc}") from exc
     if out is None:
         return
     out = out[0] if isinstance(out, (list, tuple)) else out
@@ -152,13 +155,16 @@ def _grid_tokens(model: nn.Module, input_size) -> int | None:
     return (hw[0] // patch[0]) * (hw[1] // patch[1])
 
 
-def _features(model: nn.Module, model_name: str, input_size, device: str):
+def _features(model: nn.Module, model_name: str, input_size, device: str, what: str):
     x = (torch.empty((BATCH_SIZE, *input_size), device="meta") if device == "meta"
          else make_input(model_name, tuple(input_size), device=device))
     if device == "meta":
         return build.meta_forward(model.forward_features, x)
-    with torch.no_grad():
-        return model.forward_features(x)
+    try:
+        with torch.no_grad():
+            return model.forward_features(x)
+    except Exception as exc:
+        raise AssertionError(f"{what}: forward_features raised {type(exc).__name__}: {exc}") from exc
 
 
 def check_tokens(model_name: str, device: str, input_size, case: KwargCase) -> None:
@@ -188,7 +194,7 @@ def check_tokens(model_name: str, device: str, input_size, case: KwargCase) -> N
         if pos.shape[1] != expected:
             problems.append(f"pos_embed has {pos.shape[1]} positions, expected {expected} "
                             f"({grid} patches{'' if no_embed else f' + {npt} prefix tokens'})")
-    feats = _features(model, model_name, input_size, device)
+    feats = _features(model, model_name, input_size, device, what)
     if isinstance(feats, torch.Tensor) and feats.dim() == 3 and grid is not None and npt is not None:
         if feats.shape[1] != grid + npt:
             problems.append(f"forward_features returns {feats.shape[1]} tokens, expected num_prefix_tokens ({npt}) "

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import torch
 
-from harness.weights import export_cli  # noqa: F401 - first: its warning filters precede timm's import
 from harness.checks import golden  # noqa: I001
 from harness.models import build
-from harness.weights import artifacts
+from harness.weights import (
+    artifacts,
+    export_cli,  # noqa: F401 - first: its warning filters precede timm's import
+)
 from harness.weights.artifacts import REFERENCE
 
 KIND = "outputs"

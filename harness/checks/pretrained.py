@@ -18,8 +18,14 @@ from typing import Any
 import torch
 
 from harness.checks import compare
-from harness.checks.create import (assert_forward_contract, assert_pool, check_create, construct, forward,
-                                   variant_input_size)
+from harness.checks.create import (
+    assert_forward_contract,
+    assert_pool,
+    check_create,
+    construct,
+    forward,
+    variant_input_size,
+)
 from harness.models import build
 from harness.models.variants import HeadVariant, LoadMode
 from harness.weights import checkpoints, model_cache

@@ -287,7 +287,8 @@ def discover(model_name: str, model: nn.Module) -> Capabilities:
     broken: dict[str, str] = {}
     cls = type(model)
     params = constructor_params(cls)
-    source = "".join(_class_source(c) for c in cls.__mro__ if c.__module__.startswith("timm")) + _module_source(build.entrypoint_module(model_name))
+    timm_classes = [c for c in cls.__mro__ if c.__module__.startswith("timm")]
+    source = "".join(map(_class_source, timm_classes)) + _module_source(build.entrypoint_module(model_name))
     default_pool = heads.current_pool_type(model)
     default_sig = heads.pool_signature(model)
 

@@ -17,7 +17,6 @@ from types import MappingProxyType
 from typing import Mapping
 
 
-
 @dataclass(frozen=True)
 class ModelFamily:
     """Exceptions to the discovered capabilities of one model family.

@@ -86,7 +86,8 @@ def render(rows: list[tuple[str, str, list[str]]], total: int, title: str) -> Ta
 
 
 def markdown(rows: list[tuple[str, str, list[str]]], total: int, title: str) -> str:
-    lines = [f"# {title}", "", "| section | capability | models | share | examples |", "| --- | --- | ---: | ---: | --- |"]
+    lines = [f"# {title}", "", "| section | capability | models | share | examples |",
+             "| --- | --- | ---: | ---: | --- |"]
     for section, name, models in rows:
         shown = ", ".join(f"`{m}`" for m in models[:EXAMPLES]) + (" ..." if len(models) > EXAMPLES else "")
         lines.append(f"| {section} | `{name}` | {len(models)} | {100 * len(models) / max(total, 1):.0f}% | {shown} |")

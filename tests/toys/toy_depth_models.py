@@ -95,7 +95,8 @@ class ToyViT(nn.Module):
         self.pos_embed = None if pos_embed in ("", "none") else nn.Parameter(torch.randn(1, length, embed_dim) * .02)
         act = nn.GELU if bug == "act_ignored" else get_act_layer(act_layer)
         self.mlp = nn.Sequential(nn.Linear(embed_dim, 2 * embed_dim), act(), nn.Linear(2 * embed_dim, embed_dim))
-        self.ls = ToyLayerScale(embed_dim, init_values, bug == "ls_ignored") if init_values is not None else nn.Identity()
+        self.ls = (ToyLayerScale(embed_dim, init_values, bug == "ls_ignored") if init_values is not None
+                   else nn.Identity())
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 and bug != "drop_unwired" else nn.Identity()
         self.norm = nn.LayerNorm(embed_dim)
         self.attn_pool = ToyAttentionPool(embed_dim) if global_pool == "map" else None

@@ -26,4 +26,5 @@ NAMES = register_toys(globals(), {"toy_diff_ok": lambda pretrained, **kwargs: bu
     DriftingNet, "toy_diff_ok", pretrained, **kwargs)})
 
 if os.environ.get("HARNESS_TOY_INTENDED"):
-    register_intended_changes(IntendedChange("toy_diff_*", "1.0.1", reason="planted: the toy's logits drift on purpose"))
+    register_intended_changes(IntendedChange("toy_diff_*", "1.0.1",
+                                             reason="planted: the toy's logits drift on purpose"))
