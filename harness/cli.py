@@ -11,7 +11,8 @@ import sys
 
 # command -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "export": ("harness.weights.export_cli", "write cross-version artifacts for the installed timm"),
+    "export": ("harness.checks.differential", "write cross-version artifacts (or with --outputs-only the reference "
+                                              "outputs) for the installed timm into DIR/<version>/"),
     "matrix": ("harness.reports.sweep_reports", "(re)write matrix.md and matrix.html from a run's results.json"),
     "diff": ("harness.reports.diff", "new failures and fixes between two runs' results.json (exit 1 on new failures)"),
     "expected-status": ("harness.reports.expected_status", "record or check the expected status of every test id"),
@@ -19,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-sweep": ("harness.reports.bench_sweep", "seconds per model and family on a named sample vs timm's tests"),
     "durations": ("harness.plugin.sharding", "merge per-model durations from results.json for --shard balancing"),
     "bench-compare": ("harness.checks.benchmark_compare", "candidate throughput vs a baseline timm or a stored one"),
+    "capabilities": ("harness.reports.capabilities_report", "capability -> number of models (meta-device discovery)"),
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
     "sample": ("harness.models.sample", "a named sample of the zoo (the smallest model of each timm module)"),

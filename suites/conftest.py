@@ -19,6 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
     collection.compat_sets(config)  # so is a missing or malformed --compat-dir
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         collection.model_cases(config)  # xdist controller: gather facts once, workers read the cache
+        collection.gather_capabilities(config)  # likewise the capabilities the create/reset cases need
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:  # one intra-op pool per worker, not one per core per worker
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -32,6 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     collection.drop_empty_parametrizations(config, items)
     collection.keep_smoke_scope(config, items)
     collection.apply_markers(config, items)
+    collection.apply_intended_changes(config, items)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -54,6 +56,12 @@ def device(model_case: collection.ModelCase, harness_options: HarnessOptions) ->
     if harness_options.device == "cuda" and not torch.cuda.is_available():
         pytest.skip("--device cuda: CUDA is not available on this machine")
     return harness_options.device
+
+
+@pytest.fixture
+def capabilities(model_case: collection.ModelCase, pytestconfig: pytest.Config):
+    """The model's discovered capabilities (harness.models.capabilities), from the cache."""
+    return collection.case_capabilities(pytestconfig, model_case)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ def test_0_9_16_pickles_fail_on_1_0_9_naming_aa_state_dicts_load(compat_dir, tmp
         pickle = f"test_compat_pickle[{model}-0.9.16]"
         assert run.outcomes[pickle] == "failed", run.output
         assert "'ConvNormAct' object has no attribute 'aa'" in run.messages[pickle]
-        assert f"module pickled by timm 0.9.16 on timm 1.0.9 raised AttributeError" in run.messages[pickle]
+        assert "module pickled by timm 0.9.16 on timm 1.0.9 raised AttributeError" in run.messages[pickle]
 
 
 def test_0_9_16_artifacts_pass_on_1_0_12(compat_dir, tmp_path_factory):

@@ -20,7 +20,7 @@ VARIANTS = {v.id: v for v in head_variants(FAMILY)}
 
 def run_cell(name: str, mode: str, variant: str, tmp_path):
     source = make_source(name, "cpu", tmp_path, SIZE) if MODES[mode].pretrained else None
-    return check_variant(name, "cpu", SIZE, MODES[mode], VARIANTS[variant], source)
+    return check_variant(name, "cpu", SIZE, MODES[mode], VARIANTS[variant], source, FAMILY.loads_pretrained)
 
 
 def run_reset(name: str, **config) -> list[str]:
@@ -83,8 +83,10 @@ def test_structural_checks_on_meta_catch_strict_head_bug():
     """Over --max-params the same load runs on the meta device (keys and shapes only)."""
     source = make_source("toy_strict_head", "meta", None, SIZE)
     with pytest.raises(AssertionError, match=r"Unexpected key\(s\)"):
-        check_variant("toy_strict_head", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], source)
-    check_variant("toy_ok", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], make_source("toy_ok", "meta", None, SIZE))
+        check_variant("toy_strict_head", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"], source,
+                      FAMILY.loads_pretrained)
+    check_variant("toy_ok", "meta", SIZE, MODES["pretrained"], VARIANTS["head_"],
+                  make_source("toy_ok", "meta", None, SIZE), FAMILY.loads_pretrained)
 
 
 def test_structural_reset_on_meta_catches_dropped_attention_pool():

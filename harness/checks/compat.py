@@ -6,6 +6,7 @@ manifest verified, then the forward must give the stored outputs)."""
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -33,6 +34,8 @@ class ArtifactSet:
     version: str     # the timm release that wrote it
     model: str
     path: Path
+    kind: str = "full"        # 'outputs': reference outputs only (export --outputs-only)
+    reference: bool = False   # lists reference outputs (the differential check, checks.differential)
 
     def __repr__(self) -> str:
         return f"{self.model}-{self.version}"
@@ -59,12 +62,22 @@ def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
             raise CompatLayoutError(f"--compat-dir {compat_dir}: {vdir.name}/ holds no model directory")
         versions.append(vdir.name)
         if vdir.name != candidate_version:
-            sets += [ArtifactSet(vdir.name, m.name, m) for m in models]
+            sets += [ArtifactSet(vdir.name, m.name, m, *_kind_of(m)) for m in models]
     if not sets:
         found = f"only timm {', '.join(versions)}" if versions else "no version directory"
         raise CompatLayoutError(f"--compat-dir {compat_dir}: holds {found}; compat needs artifacts written by "
                                 f"another release than the candidate timm {candidate_version}")
     return sets
+
+
+def _kind_of(model_dir: Path) -> tuple[str, bool]:
+    """(kind, lists a reference) from the manifest alone, nothing verified yet; an unreadable
+    manifest counts as a full export, so its checks fail with the reason."""
+    try:
+        data = json.loads((model_dir / artifacts.MANIFEST).read_text())
+        return str(data.get("kind", "full")), artifacts.REFERENCE in (data.get("files") or {})
+    except (OSError, ValueError, AttributeError):
+        return "full", False
 
 
 def verified_manifest(artifact: ArtifactSet) -> artifacts.Manifest:

@@ -85,10 +85,27 @@ def assert_batch_features(t: torch.Tensor, batch: int, where: str, unpooled: boo
     compare.assert_finite(t, where)
 
 
+def variant_input_size(variant: HeadVariant, input_size) -> tuple[int, ...]:
+    """The input size a variant runs at: the model's, with in_chans channels for an
+    in_chans variant."""
+    chans = variant.kwargs.get("in_chans")
+    return (chans, *tuple(input_size)[1:]) if chans is not None else tuple(input_size)
+
+
+def assert_pool(model: nn.Module, variant: HeadVariant) -> None:
+    """A pool variant builds the pool it asked for (where the model exposes its pool type)."""
+    if variant.kind != "pool":
+        return
+    asked, built = variant.kwargs["global_pool"], heads.current_pool_type(model)
+    if built is not None and built != asked:
+        raise AssertionError(f"create_model(global_pool={asked!r}) built a model whose pool type is {built!r}")
+
+
 def check_create(model_name: str, device: str, input_size, mode: LoadMode, variant: HeadVariant):
     """One scratch cell of the matrix. Raises AssertionError naming what differed; returns
     the forward output it checked (None where the meta device cannot run the model)."""
     model = construct(model_name, device, mode, variant)
-    out = forward(model, model_name, input_size, device)
+    assert_pool(model, variant)
+    out = forward(model, model_name, variant_input_size(variant, input_size), device)
     assert_forward_contract(model, out, variant, BATCH_SIZE)
     return out

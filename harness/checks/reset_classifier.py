@@ -1,4 +1,6 @@
-"""reset_classifier round trips: shapes, pooling kept, pre-logits unchanged.
+"""reset_classifier round trips: shapes, pooling kept, pre-logits unchanged, and for every
+discovered pool Q: ``(N, Q)`` switches to Q (the pooling then looks as if the model had been
+built with ``global_pool=Q``) and the round trip back restores the original pool.
 
 Each step starts from a fresh copy of the configured model, so one step's change of pool
 type (which may legitimately remove an attention pool) never leaks into the next.
@@ -7,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from hypothesis import given, settings
@@ -35,6 +39,8 @@ class ResetSubject:
     signature: dict[str, str]
     pre_logits: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    features: object = None       # forward_features(x): a reset never changes it, so heads reuse it
+    full_checked: bool = False    # model(x) == forward_head(features) confirmed once
 
     @property
     def numeric(self) -> bool:
@@ -52,32 +58,68 @@ def make_subject(model_name: str, device: str, input_size, config: dict) -> Rese
          else make_input(model_name, input_size, device=device))
     subject = ResetSubject(model_name, model, device, tuple(input_size), x, model.num_classes,
                            heads.current_pool_type(model), heads.pool_signature(model))
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
+        if subject.numeric:
+            with torch.no_grad():
+                subject.features = model.forward_features(x)
+        else:
+            subject.features = build.meta_forward(model.forward_features, x)
     if subject.numeric and heads.supports_pre_logits(model):
-        with torch.no_grad():
-            subject.pre_logits = heads.pre_logits(model, x)
+        subject.pre_logits = _pre_logits(subject, model)
     return subject
+
+
+def _clone(features):
+    return [f.clone() for f in features] if isinstance(features, (list, tuple)) else features.clone()
+
+
+def _pre_logits(subject: ResetSubject, model: nn.Module) -> torch.Tensor:
+    with torch.no_grad():
+        if subject.features is None:
+            return heads.pre_logits(model, subject.x)
+        return model.forward_head(_clone(subject.features), pre_logits=True)
 
 
 def _forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list[torch.Tensor]]:
     """Output shapes and tensors, one per branch of a multi-branch output; both empty
-    where a meta-device model cannot run (its structure was still checked)."""
-    if subject.numeric:
-        with torch.no_grad():
+    where a meta-device model cannot run (its structure was still checked). The head runs
+    on the subject's cached features; the first call also runs the whole model(x) and
+    requires the same output, so reusing the features hides nothing."""
+    with torch.no_grad():
+        if subject.features is not None and not subject.numeric:
+            out = build.meta_forward(lambda f: model.forward_head(_clone(f)), subject.features)
+            if out is None:
+                return [], []
+        elif subject.features is not None:
+            out = model.forward_head(_clone(subject.features))
+            if not subject.full_checked:
+                subject.full_checked = True
+                for i, (a, b) in enumerate(zip(_as_list(model(subject.x)), _as_list(out))):
+                    compare.assert_close(b, a, f"forward_head(forward_features(x)) vs model(x), output {i}")
+        elif subject.numeric:
             out = model(subject.x)
-    else:
-        out = build.meta_forward(model, subject.x)
-        if out is None:
-            return [], []
-    outs = list(out) if isinstance(out, (list, tuple)) else [out]
+        else:
+            out = build.meta_forward(model, subject.x)
+            if out is None:
+                return [], []
+    outs = _as_list(out)
     return [tuple(o.shape) for o in outs], outs
 
 
-def _call_reset(model: nn.Module, what: str, *args) -> None:
-    """reset_classifier(*args); on a meta-device model under the meta device context, so the
-    head it builds is on meta too (else the meta forward meets a CPU head and fails)."""
+def _as_list(out) -> list:
+    return list(out) if isinstance(out, (list, tuple)) else [out] if out is not None else []
+
+
+def _device_of(model: nn.Module):
+    """The meta device context for a meta-device model (so a head reset_classifier builds is
+    on meta too, else the meta forward meets a CPU head and fails), else nothing."""
     on_meta = any(t.is_meta for t in model.parameters())
+    return torch.device("meta") if on_meta else contextlib.nullcontext()
+
+
+def _call_reset(model: nn.Module, what: str, *args) -> None:
     try:
-        with torch.device("meta") if on_meta else contextlib.nullcontext():
+        with _device_of(model):
             model.reset_classifier(*args)
     except Exception as exc:
         raise AssertionError(f"{what} raised {type(exc).__name__}: {exc}") from exc
@@ -116,29 +158,118 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     for out in outs:
         compare.assert_finite(out, f"after {what}: output")
     if keeps_pool and subject.pre_logits is not None:
-        with torch.no_grad():
-            after = heads.pre_logits(model, subject.x)
-        compare.assert_close(after, subject.pre_logits, f"after {what}: pre-logits features")
+        compare.assert_close(_pre_logits(subject, model), subject.pre_logits, f"after {what}: pre-logits features")
     return what
 
 
-def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examples: int = 6) -> list[str]:
+def _raises_rejection(model: nn.Module, *args) -> str | None:
+    """The message when reset_classifier(*args) refuses (the way timm refuses to add an
+    attention pool), else None; any other exception fails the check."""
+    try:
+        with _device_of(model):
+            model.reset_classifier(*args)
+    except AssertionError as exc:
+        return str(exc) or "AssertionError"
+    except Exception as exc:
+        raise AssertionError(f"reset_classifier({', '.join(map(repr, args))}) raised "
+                             f"{type(exc).__name__}: {exc}") from exc
+    return None
+
+
+def switch_pools(subject: ResetSubject, pools: list[str], n: int,
+                 signature_of: Callable[[str], dict | None]) -> None:
+    """For each pool Q other than the subject's: reset_classifier(n, Q) gives Q with the
+    pooling of a model built with global_pool=Q (``signature_of(Q)``, None where that is not
+    known), and reset_classifier(num_classes, P) back gives the original pooling and
+    pre-logits. A reset that refuses to *add* an attention pool is accepted for that step
+    and named in the subject's notes."""
+    s = subject
+    for q in pools:
+        if q == s.pool:
+            continue
+        model = copy.deepcopy(s.model)
+        what = f"reset_classifier({n}, {q!r})"
+        refused = _raises_rejection(model, n, q)
+        if refused is not None:
+            expected = signature_of(q)
+            if expected is not None and not any("attn_pool" in k or "AttentionPool" in v for k, v in expected.items()):
+                raise AssertionError(f"{what} refused a pool the constructor accepts: {refused}")
+            s.notes.append(f"{what} refused (adds an attention pool): {refused}")
+            continue
+        if heads.current_pool_type(model) is not None and heads.current_pool_type(model) != q:
+            raise AssertionError(f"after {what}: pool type is {heads.current_pool_type(model)!r}, expected {q!r}")
+        expected = signature_of(q)
+        if expected is not None:
+            changed = heads.diff_signatures(expected, heads.pool_signature(model))
+            if changed:
+                raise AssertionError(f"after {what}: pooling differs from create_model(global_pool={q!r}):\n  "
+                                     + "\n  ".join(changed))
+        _assert_output(s, model, what, n, q)
+        if s.pool is None:
+            continue
+        back = f"{what} then reset_classifier({s.num_classes}, {s.pool!r})"
+        refused = _raises_rejection(model, s.num_classes, s.pool)
+        if refused is not None:
+            if "attn_pool" in s.signature and s.signature["attn_pool"] != "None":
+                s.notes.append(f"{back} refused (the attention pool was removed): {refused}")
+                continue
+            raise AssertionError(f"{back} raised AssertionError: {refused}")
+        changed = heads.diff_signatures(s.signature, heads.pool_signature(model))
+        if changed:
+            raise AssertionError(f"after {back}: pooling configuration not restored:\n  " + "\n  ".join(changed))
+        if model.num_classes != s.num_classes:
+            raise AssertionError(f"after {back}: model.num_classes is {model.num_classes}, expected {s.num_classes}")
+        if s.pre_logits is not None:
+            compare.assert_close(_pre_logits(s, model), s.pre_logits, f"after {back}: pre-logits features")
+
+
+def _assert_output(subject: ResetSubject, model: nn.Module, what: str, n: int, pool: str) -> None:
+    shapes, outs = _forward(subject, model)
+    if shapes and pool != "":
+        if len(shapes) != 1:
+            raise AssertionError(f"after {what}: {len(shapes)} outputs {shapes}, expected one tensor")
+        compare.assert_shape(shapes[0], (BATCH_SIZE, n), f"after {what}: output")
+    for out in outs:
+        compare.assert_finite(out, f"after {what}: output")
+
+
+@functools.lru_cache(maxsize=256)
+def constructed_signature(model_name: str, pool: str) -> tuple | None:
+    """The pool signature of create_model(model_name, global_pool=pool) on the meta device
+    (a tuple of items, hashable for the cache), None where it does not build."""
+    try:
+        return tuple(sorted(heads.pool_signature(build.create(model_name, device="meta", global_pool=pool)).items()))
+    except Exception:  # noqa: BLE001 - then only the pool type is compared
+        return None
+
+
+def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examples: int = 6,
+                           pools: tuple[str, ...] | None = None, unpooled: bool | None = None) -> list[str]:
     """The whole reset_classifier contract for one configured model: (0), (N), the round
-    trip back to the original head, (N, pool) for hypothesis-chosen N and pools, and
-    (0, '') for unpooled features. Returns the reset sequences it checked."""
+    trip back to the original head, (N, Q) and back for every pool Q (``pools``: the
+    model's discovered pools, the family's extra pool types added), (N, pool) for
+    hypothesis-chosen N, and (0, '') where unpooled features are a capability (``unpooled``;
+    None: wherever any pool is known). Returns the reset sequences it checked."""
     s = subject
     done = [apply_resets(s, [(0,)], keeps_pool=True), apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)]
     if s.pool is not None:
         done.append(apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True))
         done.append(apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True))
-    pools = sorted(set(family.pool_types or ()) | ({s.pool} if s.pool is not None else set()))
-    if pools:
+    others = sorted(set(pools or ()) | set(family.pool_types or ()))
+    if others:
+        def signature_of(q: str) -> dict | None:
+            sig = constructed_signature(s.model_name, q)
+            return dict(sig) if sig is not None else None
+        switch_pools(s, others, s.num_classes + 5, signature_of)
+    if s.pool is not None:
         @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
-        @given(n=st.integers(min_value=1, max_value=1000), pool=st.sampled_from(pools))
-        def reset_with_pool(n: int, pool: str) -> None:
-            done.append(apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool))
+        @given(n=st.integers(min_value=1, max_value=1000))
+        def reset_with_own_pool(n: int) -> None:
+            done.append(apply_resets(s, [(n, s.pool)], keeps_pool=True))
 
-        reset_with_pool()
-    if family.pool_types is not None and family.unpooled_features:
+        reset_with_own_pool()
+    if unpooled is None:
+        unpooled = pools is not None or family.pool_types is not None
+    if unpooled and family.unpooled_features:
         done.append(apply_resets(s, [(0, "")], keeps_pool=False))
     return done

@@ -37,13 +37,14 @@ def gather(model_name: str) -> ModelFacts:
                       build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model))
 
 
-def cache_key(model_name: str) -> str:
+def cache_key(model_name: str, kind: str = "facts/v2") -> str:
     """Keyed by timm version and the defining file's mtime, so a local checkout being
-    edited never serves stale facts."""
+    edited never serves stale facts. ``kind`` names what is cached and its format version
+    (models.capabilities caches under its own kind)."""
     module = sys.modules.get(build.entrypoint_module(model_name))
     path = getattr(module, "__file__", "") or ""
     stamp = int(os.path.getmtime(path)) if path and os.path.exists(path) else 0
-    return f"harness/facts/v2/{build.timm_version()}/{stamp}/{model_name}"
+    return f"harness/{kind}/{build.timm_version()}/{stamp}/{model_name}"
 
 
 def facts_for(model_name: str, cache_get: Callable | None = None,

@@ -1,7 +1,10 @@
 """The create/pretrained matrix: load modes x head variants, as data.
 
 Parameter ids follow the contract: ``<model>-<mode>-<head>``, e.g.
-``hrnet_w18_small-pretrained-head_`` (pretrained, strict, ``head=''``).
+``hrnet_w18_small-pretrained-head_`` (pretrained, strict, ``head=''``). Head variants come
+from the model's discovered capabilities (models.capabilities): every accepted
+``global_pool`` (``global_pool_max``), head kwarg value (``head_incre``) and ``in_chans``
+adaptation (``in_chans_1``), plus the model family's exceptions.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
+from harness.models.capabilities import Capabilities
 from harness.registry.model_families import ModelFamily
 
 OTHER_NUM_CLASSES = 7
@@ -42,22 +46,45 @@ class HeadVariant:
     id: str
     kwargs: Mapping
     contract: str
+    modes: tuple[str, ...] = ()   # load modes this variant runs in (empty: all)
+    kind: str = "head"            # 'head', 'pool' (global_pool=P) or 'in_chans'
 
     @property
     def changes_head(self) -> bool:
-        return self.id != "default"
+        """Whether the classifier may differ from the checkpoint's (a head kwarg variant)."""
+        return self.kind == "head" and self.id != "default"
+
+    def applies_to(self, mode: LoadMode) -> bool:
+        return not self.modes or mode.id in self.modes
 
 
-def head_variants(family: ModelFamily) -> list[HeadVariant]:
+# Pools and in_chans change no head kwarg the non-strict mode would treat differently:
+# run them scratch and pretrained (strict), not a third time.
+_POOL_MODES = ("scratch", "pretrained")
+
+
+def head_variants(family: ModelFamily, caps: Capabilities | None = None) -> list[HeadVariant]:
+    """The head variants of a model: the fixed ones, then what its capabilities discovered
+    (the family table adds only its exceptions)."""
+    unpooled = caps.unpooled if caps is not None else True  # without discovery: the family decides
+    caps = caps if caps is not None else Capabilities()
     variants = [
         HeadVariant("default", MappingProxyType({}), "classes"),
         HeadVariant("num_classes_0", MappingProxyType({"num_classes": 0}), "features"),
         HeadVariant(f"num_classes_{OTHER_NUM_CLASSES}",
                     MappingProxyType({"num_classes": OTHER_NUM_CLASSES}), "classes"),
     ]
-    if family.unpooled_features:
+    if family.unpooled_features and unpooled:
         variants.append(HeadVariant("global_pool_", MappingProxyType({"num_classes": 0, "global_pool": ""}),
                                     "unpooled"))
+    head_kwargs = {k: list(v) for k, v in caps.head_kwargs.items()}
     for key, values in family.head_kwargs.items():
+        head_kwargs[key] = list(dict.fromkeys([*head_kwargs.get(key, []), *values]))
+    for key, values in head_kwargs.items():
         variants += [HeadVariant(f"{key}_{v}", MappingProxyType({key: v}), "custom") for v in values]
+    if not family.fixed_pool:
+        variants += [HeadVariant(f"global_pool_{p}", MappingProxyType({"global_pool": p}), "classes",
+                                 _POOL_MODES, "pool") for p in caps.pools]
+    variants += [HeadVariant(f"in_chans_{c}", MappingProxyType({"in_chans": c}), "classes", _POOL_MODES, "in_chans")
+                 for c in caps.in_chans]
     return variants

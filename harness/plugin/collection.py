@@ -9,12 +9,15 @@ from dataclasses import dataclass
 
 import pytest
 
+from harness.checks import layers
 from harness.checks.compat import CompatLayoutError, discover
+from harness.checks.layers import LayerCase
 from harness.models import build
+from harness.models.capabilities import Capabilities, capabilities_for
 from harness.models.facts import ModelFacts, facts_for
 from harness.models.selection import SelectionError, removed_smoke_models, resolve_models
 from harness.plugin.options import HarnessOptions
-from harness.registry import known_issues
+from harness.registry import intended_changes, known_issues
 from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.known_issues import KnownIssue
 from harness.registry.model_families import ModelFamily, family_for
@@ -24,6 +27,10 @@ KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
 _CASES = pytest.StashKey[list]()
 _COMPAT = pytest.StashKey[list]()
+_CAPS = pytest.StashKey[dict]()
+
+# The check families whose cases depend on discovered capabilities.
+CAPABILITY_FAMILIES = ("create", "pretrained", "reset_classifier")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,59 @@ def removed_cases(config: pytest.Config) -> list[ModelCase]:
     gets a case whose only test fails with "model removed"."""
     opts = HarnessOptions.from_config(config)
     return [placeholder_case(name, "not registered") for name in removed_smoke_models(opts.models, opts.exclude)]
+def selects_any(config: pytest.Config, families: tuple[str, ...]) -> bool:
+    """Whether ``-m`` can select a test of any of these check families (True without -m),
+    so a run of other families never pays for discovering what it does not use."""
+    expr = (config.option.markexpr or "").strip()
+    if not expr:
+        return True
+    try:
+        from _pytest.mark.expression import Expression
+
+        compiled = Expression.compile(expr)
+    except Exception:  # noqa: BLE001 - pytest reports a bad -m itself; assume selected
+        return True
+    return any(_evaluate(compiled, {f}) for f in families)
+
+
+def _evaluate(compiled, markers: set[str]) -> bool:
+    def matcher(name: str, **kwargs) -> bool:  # pytest >= 8.3 passes keyword arguments for mark(kw=...)
+        return name in markers and not kwargs
+    return bool(compiled.evaluate(matcher))
+
+
+def case_capabilities(config: pytest.Config, case: ModelCase) -> Capabilities:
+    """The model's discovered capabilities (models.capabilities), cached in config.cache
+    like the facts and gathered once per process; empty where no capability family is
+    selected by -m (its cases are deselected anyway)."""
+    store = config.stash.setdefault(_CAPS, {})
+    if case.model not in store:
+        if not selects_any(config, CAPABILITY_FAMILIES):
+            return Capabilities()
+        cache = getattr(config, "cache", None)
+        store[case.model] = capabilities_for(case.model, cache and cache.get, cache and cache.set)
+    return store[case.model]
+
+
+def gather_capabilities(config: pytest.Config) -> None:
+    """On the xdist controller: discover every selected model's capabilities once, so the
+    workers read them from the cache instead of each discovering them."""
+    for case in model_cases(config):
+        case_capabilities(config, case)
+
+
+def layer_cases(config: pytest.Config) -> list[LayerCase]:
+    """The layers family's cases (checks.layers.discover): the layers do not depend on the
+    models, so they run with ``--models smoke`` or ``all``, or where ``-m`` names the layers
+    family (``-m layers --models resnet18``); a run over chosen models does not repeat them.
+    A ``-m`` that deselects the family collects none (no discovery cost)."""
+    expr = (config.option.markexpr or "").strip()
+    if expr and not selects_any(config, ("layers",)):
+        return []
+    named = bool(re.search(r"\blayers\b", expr))
+    if not named and HarnessOptions.from_config(config).models.strip() not in ("smoke", "all"):
+        return []
+    return layers.discover()[0]
 
 
 def compat_sets(config: pytest.Config) -> list:
@@ -106,6 +166,8 @@ def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item])
     deselect it, so a non-applicable model adds no test at all."""
     def placeholder(item: pytest.Item) -> bool:
         params = getattr(item, "callspec", None) and item.callspec.params
+        if params and "layer_case" in params:
+            return not isinstance(params["layer_case"], LayerCase)
         return bool(params) and "model_case" in params and not isinstance(params["model_case"], ModelCase)
 
     empty = [i for i in items if placeholder(i)]
@@ -139,15 +201,37 @@ def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
         if len(families) != 1:
             raise pytest.UsageError(f"{item.nodeid} carries check markers {sorted(families)}; "
                                     f"every suite test needs exactly one of {CHECK_FAMILIES}")
-        case = getattr(item, "callspec", None) and item.callspec.params.get("model_case")
+        params = getattr(item, "callspec", None) and item.callspec.params
+        case = params and (params.get("model_case") or params.get("layer_case"))
         if case is None or opts.ignore_known_issues:
             continue
-        issue = known_issues.matching_issue(case.model, families.pop(), item.callspec.id, version,
-                               test_name=getattr(item, "originalname", ""))
+        subject = case.model if isinstance(case, ModelCase) else case.name  # a layer stands where a model does
+        issue = known_issues.matching_issue(subject, families.pop(), item.callspec.id, version,
+                                            test_name=getattr(item, "originalname", ""))
         if issue is not None:
             item.stash[KNOWN_ISSUE] = issue
             item.add_marker(pytest.mark.xfail(strict=True, reason=f"known issue (timm {issue.timm or 'any'}): "
                                                                   f"{issue.reason}"))
+
+
+def apply_intended_changes(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Differential tests (test_compat_outputs) of a model a release changed on purpose
+    (registry.intended_changes) become strict xfails whose message must match, like known
+    issues; --ignore-known-issues leaves them failing."""
+    if HarnessOptions.from_config(config).ignore_known_issues:
+        return
+    version = build.timm_version()
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        artifact = params and params.get("compat_artifact")
+        if artifact is None or getattr(item, "originalname", "") != "test_compat_outputs" or KNOWN_ISSUE in item.stash:
+            continue
+        change = intended_changes.matching_change(artifact.model, version, artifact.version)
+        if change is not None:
+            item.stash[KNOWN_ISSUE] = KnownIssue(change.models, "compat", f">={change.release}", change.reason,
+                                                 match=change.match)
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"intended change (timm {change.release}): "
+                                                                  f"{change.reason}"))
 
 
 def enforce_known_issue_match(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> None:

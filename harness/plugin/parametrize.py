@@ -15,11 +15,19 @@ from typing import Callable
 
 import pytest
 
+from harness.checks.constructor_kwargs import KwargCase
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
 from harness.models.discovery import REPARAM_METHODS, patch_discovery
 from harness.models.variants import LOAD_MODES, head_variants
-from harness.plugin.collection import ModelCase, compat_sets, model_cases, placeholder_case, removed_cases
+from harness.plugin.collection import (
+    ModelCase,
+    case_capabilities,
+    compat_sets,
+    model_cases,
+    placeholder_case,
+    removed_cases,
+)
 from harness.registry import smoke
 from harness.registry.test_ids import model_of
 
@@ -59,17 +67,46 @@ def _models(cases: list[ModelCase], config: pytest.Config) -> list:
 
 @parametrizer("create", "load_mode", "head_variant")
 def _create(cases: list[ModelCase], config: pytest.Config) -> list:
-    """Load mode x head variant, marked create (scratch) or pretrained: '<model>-<mode>-<head>'."""
+    """Load mode x head variant (the discovered pools, head kwargs and in_chans included),
+    marked create (scratch) or pretrained: '<model>-<mode>-<head>'."""
     return [pytest.param(c, mode, head, id=f"{c.model}-{mode.id}-{head.id}",
                          marks=getattr(pytest.mark, mode.check))
-            for c in cases for mode in LOAD_MODES for head in head_variants(c.family)]
+            for c in cases for head in head_variants(c.family, case_capabilities(config, c))
+            for mode in LOAD_MODES if head.applies_to(mode)]
+
+
+def reset_configs(case: ModelCase, config: pytest.Config) -> dict[str, dict]:
+    """config id -> construction kwargs: the default, each discovered pool, the family's
+    extra configs, and each of them again after num_classes=0 construction."""
+    caps = case_capabilities(config, case)
+    pools = {} if case.family.fixed_pool else {f"global_pool_{p}": {"global_pool": p} for p in caps.pools}
+    base = {"default": {}, **pools, **{k: dict(v) for k, v in case.family.reset_configs.items()}}
+    headless = {("num_classes_0" if cid == "default" else f"num_classes_0-{cid}"): {**kw, "num_classes": 0}
+                for cid, kw in base.items()}
+    return {**base, **headless}
 
 
 @parametrizer("reset_classifier", "reset_config")
 def _reset(cases: list[ModelCase], config: pytest.Config) -> list:
-    """The default construction plus the model family's reset configs: '<model>-<config>'."""
-    return [pytest.param(c, (cid, dict(kwargs)), id=f"{c.model}-{cid}")
-            for c in cases for cid, kwargs in {"default": {}, **c.family.reset_configs}.items()]
+    """The default construction, every discovered pool, the family's reset configs, and
+    the same built with num_classes=0: '<model>-<config>' (e.g. 'resnet18-global_pool_max',
+    'resnet18-num_classes_0-global_pool_max')."""
+    return [pytest.param(c, (cid, kwargs), id=f"{c.model}-{cid}")
+            for c in cases for cid, kwargs in reset_configs(c, config).items()]
+
+
+@parametrizer("entry_kwargs")
+def _entry_kwargs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Models whose entry point passes kwargs to build_model_with_cfg: '<model>-entry_kwargs'."""
+    return [pytest.param(c, id=f"{c.model}-entry_kwargs") for c in cases
+            if case_capabilities(config, c).entry_kwargs]
+
+
+@parametrizer("constructor_kwargs", "kwarg_case")
+def _constructor_kwargs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One param per discovered constructor kwarg value: '<model>-kwarg-<name>_<value>'."""
+    return [pytest.param(c, KwargCase(cid, dict(kwargs), next(iter(kwargs))), id=f"{c.model}-kwarg-{cid}")
+            for c in cases for cid, kwargs in case_capabilities(config, c).ctor_kwargs.items()]
 
 
 def _no_reparam_sites(case: ModelCase, config: pytest.Config) -> str:
@@ -113,7 +150,16 @@ def _compat(cases: list[ModelCase], config: pytest.Config) -> list:
     """One param per (model, baseline release) of --compat-dir: '<model>-<baseline version>'."""
     by_model = {c.model: c for c in cases}
     return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
-            for s in compat_sets(config) if s.model in by_model]
+            for s in compat_sets(config) if s.model in by_model and s.kind == "full"]
+
+
+@parametrizer("compat_outputs", "compat_artifact")
+def _compat_outputs(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One param per (model, baseline release) whose artifacts hold reference outputs
+    (checks.differential): '<model>-<baseline version>'."""
+    by_model = {c.model: c for c in cases}
+    return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
+            for s in compat_sets(config) if s.model in by_model and s.reference]
 
 
 @parametrizer("removed")
@@ -122,12 +168,22 @@ def _removed(cases: list[ModelCase], config: pytest.Config) -> list:
     return [pytest.param(c, id=c.model) for c in removed_cases(config)]
 
 
+# The parametrizers whose ids a check family's SMOKE_SCOPES patterns select from, where they
+# are not the one parametrizer named as the family (create's matrix also makes the pretrained
+# cells; the entry-point and constructor kwargs tests are marked create).
+SCOPED_PARAMETRIZERS: dict[str, tuple[str, ...]] = {
+    "create": ("create", "entry_kwargs", "constructor_kwargs"),
+    "pretrained": ("create",),
+}
+
+
 def smoke_scope_misses(cases: list[ModelCase], config: pytest.Config) -> list[tuple[str, str]]:
     """(check family, pattern) for each SMOKE_SCOPES pattern that selects none of the ids
     the family's parametrizer (named as the family) generates over these cases."""
     misses = []
     for family, patterns in smoke.SMOKE_SCOPES.items():
-        ids = [p.id for p in PARAMETRIZERS[family].make(cases, config)]
+        ids = [p.id for name in SCOPED_PARAMETRIZERS.get(family, (family,))
+               for p in PARAMETRIZERS[name].make(cases, config)]
         misses += [(family, pat) for pat in patterns if not fnmatch.filter(ids, pat)]
     return misses
 

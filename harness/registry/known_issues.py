@@ -127,7 +127,26 @@ _COMPAT_PICKLE_ISSUES = (
         match=r"Can't get attribute 'CatBnAct'"),
 )
 
-KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
+_DISTILLED = ("VisionTransformerDistilled.__init__ overwrites what the ViT base built: num_prefix_tokens = 2 and "
+              "pos_embed = Parameter(num_patches + 2) unconditionally, so the base constructor's {what} (accepted "
+              "through **kwargs) is ignored or breaks the forward (deit.py, unchanged 0.9.16 through 1.0.31)")
+
+# Constructor kwargs a constructor accepts but does not honour (the create family's discovered
+# constructor kwargs, harness.checks.constructor_kwargs).
+_CONSTRUCTOR_KWARG_ISSUES = (
+    KnownIssue("deit_*distilled*", "create", "", variant="*-kwarg-reg_tokens_*",
+               reason=_DISTILLED.format(what="reg_tokens (num_prefix_tokens stays 2)"),
+               match=r"num_prefix_tokens is 2, expected \d+ with reg_tokens"),
+    KnownIssue("deit_*distilled*", "create", "", variant="*-kwarg-pos_embed_*",
+               reason=_DISTILLED.format(what="pos_embed='none' / '' (a pos_embed parameter is built anyway)"),
+               match=r"pos_embed is a parameter of shape"),
+    KnownIssue("deit_*distilled*", "create", "", variant="*-kwarg-no_embed_class_*",
+               reason=_DISTILLED.format(what="no_embed_class=True (the pos_embed keeps the prefix positions, the "
+                                             "forward adds it to the patches alone: a shape mismatch)"),
+               match=r"must match the size of tensor b"),
+)
+
+KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + (
     KnownIssue(
         "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
         reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "

@@ -1,11 +1,13 @@
-"""Model families: per-family model metadata, one record per family (in the spirit of
-PyTorch's OpInfo). A *model family* is a set of models sharing a constructor's
-conventions (not a check family, not a checkpoint family).
+"""Model families: the exceptions to what capability discovery (harness.models.capabilities)
+reads from each model, one record per family, each with its reason (in the spirit of
+PyTorch's OpInfo). A *model family* is a set of models sharing a constructor's conventions
+(not a check family, not a checkpoint family).
 
-Tests are generic templates; everything model-specific lives here as data: which extra
-head kwargs a constructor takes, which pool types reset_classifier accepts, which
-construction configs carry an attention pool. Records are matched on the module that
-defines the model's entrypoint (robust across ~1,400 names), refined by name patterns.
+Pools, head kwargs, attention pools, unpooled features and in_chans are discovered from the
+model (its constructor signature and meta-device builds), never listed here. What stays is
+what discovery cannot know: a head that accepts a pool but reads fixed tokens regardless.
+Records are matched on the module that defines the model's entrypoint (robust across ~1,400
+names), refined by name patterns.
 """
 from __future__ import annotations
 
@@ -14,21 +16,22 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-CNN_POOLS = ("avg", "max", "avgmax", "catavgmax")
-
 
 @dataclass(frozen=True)
 class ModelFamily:
-    """What the generic checks need to know about one model family.
+    """Exceptions to the discovered capabilities of one model family.
 
-    head_kwargs: constructor kwargs beyond num_classes/global_pool that select a head,
-        each value tested in the create/pretrained matrix (HRNet's ``head``).
-    pool_types: pools ``reset_classifier(N, pool)`` must accept; ``None`` means only the
-        model's own pool type is exercised (families we have not characterised).
-    reset_configs: extra construction kwargs under which reset_classifier is also checked,
-        e.g. a ViT built with an attention pool (``global_pool='map'``).
-    unpooled_features: whether ``num_classes=0, global_pool=''`` is part of the model's
-        contract (distilled heads read fixed tokens and reject it by design).
+    head_kwargs: head kwarg values tested beyond the discovered ones (a value no literal in
+        the constructor names).
+    pool_types: pools reset_classifier must accept beyond the discovered ones.
+    reset_configs: extra construction kwargs under which reset_classifier is also checked.
+    unpooled_features: False where ``num_classes=0, global_pool=''`` is accepted but not part
+        of the contract (distilled heads read fixed tokens by design).
+    fixed_pool: the head reads fixed tokens whatever global_pool says, so only the model's own
+        pool is exercised (a pool it accepts is not a variant).
+    loads_pretrained: head kwargs whose variants must load the default checkpoint whatever
+        their state_dict layout (a variant that only drops unused modules); elsewhere a
+        variant whose layout differs may refuse a pretrained load loudly.
     """
 
     name: str
@@ -38,42 +41,25 @@ class ModelFamily:
     pool_types: tuple[str, ...] | None = None
     reset_configs: Mapping[str, Mapping] = field(default_factory=lambda: MappingProxyType({}))
     unpooled_features: bool = True
+    fixed_pool: bool = False
+    loads_pretrained: tuple[str, ...] = ()
     notes: str = ""
 
 
+# Everything else the former table listed is discovered: HRNet's head='' / 'incre' (the
+# literals its constructor compares `head` with), the ViT attention pool ('map' builds an
+# attn_pool), the CNN pool sets, the distilled DeiT and EfficientViT-MiT / InceptionNeXt
+# constructors that assert on other pools or on global_pool=''. Add a record only for what
+# discovery cannot know, with the reason.
 FAMILIES: tuple[ModelFamily, ...] = (
     ModelFamily(
-        "hrnet", modules=("hrnet",), head_kwargs=MappingProxyType({"head": ("", "incre")}),
-        pool_types=CNN_POOLS,
-        notes="head='' / 'incre' drop parts of the classification head; pretrained must "
-              "still load (strictly on the backbone).",
-    ),
-    ModelFamily(
-        "vit", modules=("vision_transformer",), pool_types=("avg",),
-        reset_configs=MappingProxyType({"global_pool_map": MappingProxyType({"global_pool": "map"})}),
-        notes="an attention pool (global_pool='map') cannot be added by reset_classifier, "
-              "but must survive a reset that keeps 'map'; 'token' needs a class token, so it "
-              "is exercised only where it is the model's own pool.",
-    ),
-    ModelFamily("deit_distilled", modules=("deit",), patterns=("*distilled*",), unpooled_features=False,
-               notes="the distilled head reads the class and distillation tokens: no other pool"),
-    ModelFamily("deit", modules=("deit",), pool_types=("avg",)),
-    ModelFamily("resnet", modules=("resnet", "resnetv2"), pool_types=CNN_POOLS),
-    ModelFamily("cspnet", modules=("cspnet",), pool_types=CNN_POOLS),
-    ModelFamily("dpn", modules=("dpn",), pool_types=CNN_POOLS),
-    ModelFamily("regnet", modules=("regnet",), pool_types=CNN_POOLS),
-    ModelFamily("byobnet", modules=("byobnet",), pool_types=("avg", "max", "avgmax")),
-    ModelFamily("efficientnet", modules=("efficientnet", "mobilenetv3"), pool_types=("avg", "max")),
-    ModelFamily("convnext", modules=("convnext",), pool_types=("avg", "max")),
-    ModelFamily("levit", modules=("levit",), pool_types=("avg",)),
-    ModelFamily("no_unpooled", modules=("efficientvit_mit", "inception_next"), unpooled_features=False,
-               notes="constructors assert 'Cannot disable pooling' for global_pool=''"),
-    ModelFamily("coat", modules=("coat",), unpooled_features=False,
-                notes="CoaT's constructor and reset_classifier assert global_pool in ('token', 'avg'): 'Only token "
-                      "or avg pooling is supported' (the same assert in 0.9.16; found by the module census)"),
+        "hrnet", modules=("hrnet",), loads_pretrained=("head",),
+        notes="head='' / 'incre' drop the unused parts of the classification head (feature extraction): the "
+              "checkpoint covers every remaining tensor, so pretrained must load (timm 0.9.16 refused it strictly, "
+              "fixed in 1.0.3)"),
 )
 
-DEFAULT_FAMILY = ModelFamily("default", notes="not characterised: only the model's own pool")
+DEFAULT_FAMILY = ModelFamily("default", notes="no exception: everything is discovered")
 
 
 # Model modules whose models take patch_size/img_size and resample a checkpoint on load

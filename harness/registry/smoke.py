@@ -30,7 +30,25 @@ SMOKE_MODELS: tuple[str, ...] = (
 # and geometry) run on a curated subset, so `nox -s compat` stays a quick gate. Keys are
 # check families, values fnmatch patterns over the test's parameter id; a family not
 # listed runs every smoke model. `--models 'pattern,...'` or `all` runs every case.
+# The discovered depth cases (pools, in_chans, head / constructor kwargs, reset configs per
+# pool) multiply the create / pretrained / reset_classifier cases ~4x; under smoke a subset
+# runs that still covers each kind once per model: the first-class pools (max, catavgmax,
+# the ViT avg and the attention pool), both in_chans, every head kwarg, the entry-kwargs
+# round trip, and the constructor kwargs behind timm's historic regressions (init values,
+# token options, drop path, act choice). The fast* / avgmax pools, the other drop rates,
+# norm choices and the reset configs of the other pools run with any other --models value.
+_DEPTH_VARIANTS = ("*-default", "*-num_classes_0", "*-num_classes_7", "*-global_pool_", "*-head*", "*-fc_norm_*",
+                   "*-pre_logits_*", "*-global_pool_max", "*-global_pool_catavgmax", "*-global_pool_avg",
+                   "*-global_pool_map", "*-in_chans_*")
+_DEPTH_KWARGS = ("*-entry_kwargs", "*-kwarg-init_values_*", "*-kwarg-ls_init_value_*",
+                 "*-kwarg-layer_scale_init_value_*", "*-kwarg-pos_embed_none", "*-kwarg-class_token_*",
+                 "*-kwarg-reg_tokens_*", "*-kwarg-drop_path_rate_*", "*-kwarg-act_layer_*")
+
 SMOKE_SCOPES: dict[str, tuple[str, ...]] = {
+    "create": _DEPTH_VARIANTS + _DEPTH_KWARGS,
+    "pretrained": _DEPTH_VARIANTS,
+    "reset_classifier": ("*-default", "*-num_classes_0", "*-global_pool_map", "*-num_classes_0-global_pool_map",
+                         "*-global_pool_catavgmax"),
     "onnx": ("*-torchscript", "*-torchscript-reparam", "resnet18-dynamo", "mobilenetv3_small_050-dynamo",
              "convnext_atto-dynamo", "vit_tiny_patch16_224-dynamo", "repvgg_a0-dynamo*"),
     "patch_size": ("vit_tiny_patch16_224.augreg_in21k-*", "vit_base_patch16_clip_224.openai-*",

@@ -111,3 +111,12 @@ def golden_max_noise(model: str, allowances: tuple[GoldenNoiseAllowance, ...] | 
         if fnmatch.fnmatchcase(model, a.models):
             return a.max_noise
     return GOLDEN_MAX_NOISE
+
+
+# layers: a timm layer against its torch reference (harness.checks.layers). err32 is the
+# reference's own float32 error on the same input (or, for attention, the path's own), so the
+# budget is that of a correct float32 implementation with other kernels and summation order:
+# 20 x err32, as reparam. The floor, 1e-6 x max|ref| (~10 float32 ulps), covers exact ops
+# (relu, max pool) whose err32 is 0. A layer that is wrong by 1% of its output is off by
+# 1e-2 x max|ref|, four orders of magnitude above the floor.
+LAYERS = Tolerance(multiplier=20.0, floor=1e-6)

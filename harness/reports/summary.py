@@ -35,6 +35,7 @@ class RunSummary:
         self.known: dict[str, list[str]] = defaultdict(list)  # reason -> test ids
         self.models: set[str] = set()
         self.not_applicable: list[tuple[str, str, str]] = []  # (model, family, why), set at session finish
+        self.layers: set[str] = set()  # the layers family's subjects: timm.layers classes, not models
 
     def pytest_runtest_logreport(self, report) -> None:
         if any(f in report.keywords for f in self.families):
@@ -55,7 +56,7 @@ class RunSummary:
         family = next((k for k in self.families if k in report.keywords), "other")
         self.counts[family][outcome] += 1
         if param_id(report.nodeid) is not None:
-            self.models.add(model_of(report.nodeid))
+            (self.layers if family == "layers" else self.models).add(model_of(report.nodeid))
         test_id = report.nodeid.split("::")[-1]
         if outcome == "failed":
             self.failures.append((family, test_id, _first_line(report)))
@@ -63,7 +64,8 @@ class RunSummary:
             self.known[report.wasxfail].append(test_id)
 
     def table(self) -> Table:
-        table = Table(title=f"timm regression harness: {len(self.models)} models")
+        layers = f", {len(self.layers)} layers" if self.layers else ""
+        table = Table(title=f"timm regression harness: {len(self.models)} models{layers}")
         table.add_column("check family")
         for o in OUTCOMES:
             table.add_column(o, justify="right")

@@ -33,6 +33,11 @@ FORMAT = 1
 MANIFEST = "manifest.json"
 STATE_DICT, PICKLE, INPUT, OUTPUTS = "state_dict.safetensors", "model.pth", "input.safetensors", "outputs.safetensors"
 REQUIRED = (STATE_DICT, INPUT, OUTPUTS)  # model.pth may be absent when the module cannot be pickled
+# The baseline's reference outputs for the differential check (harness.checks.differential),
+# added to a full export's directory or, with `export --outputs-only`, alone in one of kind
+# 'outputs'. A manifest without 'kind' is a full export (the format predates kinds).
+REFERENCE = "reference.safetensors"
+REQUIRED_BY_KIND = {"full": REQUIRED, "outputs": (REFERENCE,)}
 _STAGING = ".staging-"
 
 
@@ -64,6 +69,10 @@ class Manifest:
     def has_pickle(self) -> bool:
         return PICKLE in self.data["files"]
 
+    @property
+    def kind(self) -> str:
+        return self.data.get("kind", "full")
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -93,7 +102,11 @@ def verify(model_dir: Path) -> Manifest:
     if data["model"] != model_dir.name:
         raise ArtifactError(f"{manifest_path}: manifest is for model {data['model']!r}, directory is {model_dir.name!r}")
     files: dict[str, str] = data["files"]
-    for name in REQUIRED:
+    kind = data.get("kind", "full")
+    if kind not in REQUIRED_BY_KIND:
+        raise ArtifactError(f"{manifest_path}: unknown artifact kind {kind!r} (this harness reads "
+                            f"{', '.join(REQUIRED_BY_KIND)})")
+    for name in REQUIRED_BY_KIND[kind]:
         if name not in files:
             raise ArtifactError(f"{manifest_path}: manifest lists no {name}")
     for name, expected in files.items():

@@ -144,5 +144,5 @@ register_toys(globals(), {name: _builder(name, name[len("toy_"):]) for name in N
 
 TOY_FAMILY = ModelFamily(
     "toy", modules=(__name__.rsplit(".", 1)[-1],), head_kwargs={"head": ("",)}, pool_types=("avg", "max"),
-    reset_configs={"global_pool_map": {"global_pool": "map"}})
+    reset_configs={"global_pool_map": {"global_pool": "map"}}, loads_pretrained=("head",))
 register_family(TOY_FAMILY)

@@ -1,0 +1,179 @@
+"""The depth families on toys: capabilities are discovered from a model's constructor (not a
+table), every discovered pool / head kwarg / in_chans / constructor kwarg becomes a case,
+a broken case is kept (not swallowed by the probe), and every new assertion of create,
+pretrained, the entry-kwargs round trip, the constructor kwargs and reset_classifier fails
+on a toy that plants the bug it exists for while the correct toy passes. Toys:
+tests/toys/toy_depth_models.py."""
+from __future__ import annotations
+
+import pytest
+
+from harness.checks.constructor_kwargs import KwargCase, check_constructor_kwarg
+from harness.checks.entry_kwargs import check_entry_kwargs
+from harness.checks.pretrained import adapted_input_conv, check_variant, make_source
+from harness.checks.reset_classifier import check_reset_classifier, make_subject
+from harness.models.capabilities import Capabilities, capabilities_for, gather, literals
+from harness.models.variants import LOAD_MODES, head_variants
+from harness.registry.model_families import DEFAULT_FAMILY
+from tests.toys import toy_depth_models  # noqa: F401 - registers the toys
+
+SIZE = (3, 32, 32)
+MODES = {m.id: m for m in LOAD_MODES}
+OK = "toy_depth_ok"
+
+
+@pytest.fixture(scope="module")
+def caps() -> Capabilities:
+    return gather(OK)
+
+
+def variants(name: str) -> dict:
+    return {v.id: v for v in head_variants(DEFAULT_FAMILY, gather(name))}
+
+
+def run_cell(name: str, mode: str, variant: str, tmp_path) -> None:
+    source = make_source(name, "cpu", tmp_path, SIZE) if MODES[mode].pretrained else None
+    check_variant(name, "cpu", SIZE, MODES[mode], variants(name)[variant], source)
+
+
+def run_reset(name: str, **config) -> None:
+    c = gather(name)
+    subject = make_subject(name, "cpu", SIZE, config)
+    check_reset_classifier(subject, DEFAULT_FAMILY, max_examples=2,
+                           pools=tuple(p for p in (*c.pools, c.default_pool) if p is not None), unpooled=c.unpooled)
+
+
+def kwarg_case(name: str, cid: str) -> KwargCase:
+    kwargs = gather(name).ctor_kwargs[cid]
+    return KwargCase(cid, dict(kwargs), next(iter(kwargs)))
+
+
+# ---------------------------------------------------------------- discovery
+
+def test_literals_are_what_the_code_compares_with():
+    src = "if pool_type.startswith('fast'):\n  if pool_type.endswith('avgmax'): pass\nassert global_pool in ('', 'avg')"
+    assert literals(src, ("global_pool", "pool_type")) == {"", "avg", "fastavgmax"}
+
+
+def test_capabilities_are_read_from_the_constructor(caps):
+    assert caps.default_pool == "token"
+    assert caps.pools == ("avg", "avgmax", "map", "max")  # the literals of ToyViT's assert, default excluded
+    assert caps.unpooled and caps.attn_pools == ("map",) and caps.num_prefix_tokens == 1 and caps.fixed_input_size
+    assert caps.in_chans == (1, 4)
+    assert set(caps.entry_kwargs) == {"embed_dim", "patch_size", "bug"}
+    assert set(caps.ctor_kwargs) == {"drop_rate_0.25", "drop_path_rate_0.25", "init_values_0.0123", "class_token_False",
+                                     "no_embed_class_True", "reg_tokens_2", "pos_embed_", "pos_embed_none",
+                                     "act_layer_silu"}
+    assert caps.ctor_kwargs["class_token_False"] == {"class_token": False, "global_pool": "avg"}  # the companion
+    assert caps.broken == {}
+
+
+def test_capabilities_round_trip_through_the_cache(caps):
+    store = {}
+    first = capabilities_for(OK, store.get, store.__setitem__)
+    assert first == caps and len(store) == 1
+    assert capabilities_for(OK, store.get, lambda *a: pytest.fail("recomputed")) == caps
+
+
+def test_a_constructor_that_crashes_keeps_its_case():
+    """The probe must not decide the case away: 'avgmax' is accepted, then the constructor
+    crashes; the case exists and the create check fails with the exception."""
+    c = gather("toy_depth_pool_crash")
+    assert "avgmax" in c.pools and "planted" in c.broken["global_pool_avgmax"]
+    with pytest.raises(AssertionError, match="global_pool='avgmax'.*planted: the avgmax head cannot be built"):
+        run_cell("toy_depth_pool_crash", "scratch", "global_pool_avgmax", None)
+
+
+# ---------------------------------------------------------------- create / pretrained
+
+@pytest.mark.parametrize("mode, variant", [(m, v.id) for v in variants(OK).values() for m in sorted(MODES)
+                                           if v.applies_to(MODES[m])])
+def test_correct_toy_passes_every_cell(mode, variant, tmp_path):
+    run_cell(OK, mode, variant, tmp_path)
+
+
+@pytest.mark.parametrize("name, mode, variant, message", [
+    ("toy_depth_pool_substituted", "scratch", "global_pool_max",
+     r"create_model\(global_pool='max'\) built a model whose pool type is 'avg'"),
+    ("toy_depth_pool_substituted", "pretrained", "global_pool_max", r"pool type is 'avg'"),
+    ("toy_depth_in_chans_first_channel", "pretrained", "in_chans_1",
+     r"patch_embed.proj.weight: not the documented in_chans=1 adaptation"),
+    ("toy_depth_in_chans_first_channel", "pretrained", "in_chans_4", r"not the documented in_chans=4 adaptation"),
+])
+def test_create_and_pretrained_catch_planted_bug(name, mode, variant, message, tmp_path):
+    with pytest.raises(AssertionError, match=message):
+        run_cell(name, mode, variant, tmp_path)
+
+
+def test_adapted_input_conv_follows_the_definition():
+    import torch
+
+    w = torch.arange(2 * 3 * 1 * 1, dtype=torch.float32).reshape(2, 3, 1, 1)
+    assert adapted_input_conv(w, 1).flatten().tolist() == [3.0, 12.0]            # sum of the channels
+    four = adapted_input_conv(w, 4)[:, :, 0, 0]
+    assert four.tolist() == [[0.0, 0.75, 1.5, 0.0], [2.25, 3.0, 3.75, 2.25]]      # cyclic, x 3/4
+    s2d = torch.arange(1 * 6, dtype=torch.float32).reshape(1, 6, 1, 1)            # a 2-group space-to-depth stem
+    assert adapted_input_conv(s2d, 1).flatten().tolist() == [3.0, 12.0]
+    assert adapted_input_conv(s2d, 4) is None                                     # documented: random init
+
+
+# ---------------------------------------------------------------- entry kwargs, constructor kwargs
+
+def test_entry_kwargs_round_trip():
+    trip = check_entry_kwargs(OK, "cpu", SIZE)
+    assert trip.passed == {"embed_dim": 16, "patch_size": 8} and set(trip.fixed) == {"bug"}
+    with pytest.raises(AssertionError, match=r"passed other kwargs to build_model_with_cfg \(1\):\n  "
+                                             r"embed_dim: 16 -> 32"):
+        check_entry_kwargs("toy_depth_entry_doubles", "cpu", SIZE)
+
+
+@pytest.mark.parametrize("cid", sorted(gather(OK).ctor_kwargs))
+def test_correct_toy_passes_every_constructor_kwarg(cid):
+    check_constructor_kwarg(OK, "cpu", SIZE, kwarg_case(OK, cid))
+
+
+@pytest.mark.parametrize("bug, cid, message", [
+    ("ls_ignored", "init_values_0.0123", r"ls.gamma: values in \[1, 1\]"),
+    ("drop_in_eval", "drop_rate_0.25", r"eval-mode output 0 vs the model built without drop_rate differs"),
+    ("drop_unwired", "drop_path_rate_0.25", r"train-mode output equals the model built without drop_path_rate"),
+    ("lost_class_token", "pos_embed_none", r"forward_features returns 16 tokens, expected num_prefix_tokens \(1\) "
+                                           r"\+ 16 patches = 17"),
+    ("act_ignored", "act_layer_silu", r"no SiLU module in the built model"),
+])
+def test_constructor_kwargs_catch_planted_bug(bug, cid, message):
+    name = f"toy_depth_{bug}"
+    with pytest.raises(AssertionError, match=message):
+        check_constructor_kwarg(name, "cpu", SIZE, kwarg_case(name, cid))
+
+
+def test_constructor_kwargs_on_the_meta_device():
+    for cid in ("reg_tokens_2", "pos_embed_none", "class_token_False"):
+        check_constructor_kwarg(OK, "meta", SIZE, kwarg_case(OK, cid))
+    with pytest.raises(AssertionError, match="forward_features returns 16 tokens"):
+        check_constructor_kwarg("toy_depth_lost_class_token", "meta", SIZE,
+                                kwarg_case("toy_depth_lost_class_token", "pos_embed_none"))
+
+
+# ---------------------------------------------------------------- reset_classifier across pools
+
+@pytest.mark.parametrize("config", [{}, {"global_pool": "avg"}, {"global_pool": "map"}, {"num_classes": 0},
+                                    {"num_classes": 0, "global_pool": "max"}])
+def test_correct_toy_passes_reset_for_every_pool(config):
+    run_reset(OK, **config)
+
+
+@pytest.mark.parametrize("name, config, message", [
+    ("toy_depth_reset_ignores_pool", {},
+     r"after reset_classifier\(1005, 'avg'\): pool type is 'token', expected 'avg'"),
+    ("toy_depth_reset_headless_avg", {"num_classes": 0},
+     r"after reset_classifier\(0\): pooling configuration changed:\n  global_pool: 'token' -> 'avg'"),
+])
+def test_reset_classifier_catches_planted_bug(name, config, message):
+    with pytest.raises(AssertionError, match=message):
+        run_reset(name, **config)
+
+
+def test_reset_headless_bug_hides_with_a_head():
+    """reset_headless_avg only misbehaves after num_classes=0 construction: the reset configs
+    include it for that reason."""
+    run_reset("toy_depth_reset_headless_avg")
