@@ -92,7 +92,9 @@ def _suite_tests() -> list[tuple[str, str, str | None]]:
         spec = importlib.util.spec_from_file_location(f"_suite_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        module_marks = [m.mark if hasattr(m, "mark") else m for m in getattr(module, "pytestmark", [])]
+        declared = getattr(module, "pytestmark", [])
+        declared = declared if isinstance(declared, list) else [declared]
+        module_marks = [m.mark if hasattr(m, "mark") else m for m in declared]
         for name, fn in vars(module).items():
             if not name.startswith("test_") or not callable(fn):
                 continue
@@ -113,9 +115,11 @@ def _ids(case: ModelCase, family: str) -> list[tuple[str, str]]:
     for test, cases, test_family in _suite_tests():
         if cases in ("removed", "smoke_scopes"):
             continue  # only collected when they fail; their ids are the smoke set's own
-        if cases == "compat":
+        if cases in ("compat", "compat_outputs"):
             out += [(test, f"{case.model}-{v}") for v in BASELINES if test_family == family]
             continue
+        if test_family not in (None, family):
+            continue  # a suite of another family (params are marked with the suite's family)
         for param in PARAMETRIZERS[cases].make([case], None):
             marked = next((m.name for m in param.marks if m.name in CHECK_FAMILIES), None)
             if (marked or test_family) == family:

@@ -4,6 +4,7 @@ smoke scopes applied, and known issues attached as strict xfails. The parameters
 suite test come from its named parametrizer (harness.plugin.parametrize)."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -101,10 +102,18 @@ def _evaluate(compiled, markers: set[str]) -> bool:
     return bool(compiled.evaluate(matcher))
 
 
+@functools.lru_cache(maxsize=None)
+def _capabilities_uncached(model_name: str) -> Capabilities:
+    return capabilities_for(model_name, None, None)
+
+
 def case_capabilities(config: pytest.Config, case: ModelCase) -> Capabilities:
     """The model's discovered capabilities (models.capabilities), cached in config.cache
     like the facts and gathered once per process; empty where no capability family is
-    selected by -m (its cases are deselected anyway)."""
+    selected by -m (its cases are deselected anyway). Without a config (the known-issue
+    registry test builds ids outside a pytest session) discovered afresh, uncached."""
+    if config is None:
+        return _capabilities_uncached(case.model)
     store = config.stash.setdefault(_CAPS, {})
     if case.model not in store:
         if not selects_any(config, CAPABILITY_FAMILIES):
