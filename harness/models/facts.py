@@ -1,5 +1,6 @@
 """Facts about each model gathered once on the meta device (parameter count, module,
-input size), cached per timm release so collecting ~1,400 models stays cheap."""
+input size, reparam sites, feature extraction and input-geometry support), cached per
+timm release so collecting ~1,400 models stays cheap."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ from typing import Callable
 
 from harness.models import build
 from harness.models.discovery import reparam_sites
+from harness.models.feature_support import FeatureFacts, feature_facts
+from harness.models.input_geometry import GeometryFacts, geometry_facts
 
 
 @dataclass(frozen=True)
@@ -19,11 +22,15 @@ class ModelFacts:
     input_size: tuple[int, ...]
     meta_error: str = ""
     reparam_sites: tuple[str, ...] = ()  # modules reparameterize_model would touch
+    features: FeatureFacts | None = None  # None: the model declares no feature_info
+    geometry: GeometryFacts | None = None
 
     @staticmethod
     def from_json(data: dict) -> "ModelFacts":
         return ModelFacts(**{**data, "input_size": tuple(data["input_size"]),
-                             "reparam_sites": tuple(data.get("reparam_sites", ()))})
+                             "reparam_sites": tuple(data.get("reparam_sites", ())),
+                             "features": FeatureFacts.from_json(data.get("features")),
+                             "geometry": GeometryFacts.from_json(data.get("geometry"))})
 
 
 def gather(model_name: str) -> ModelFacts:
@@ -33,8 +40,10 @@ def gather(model_name: str) -> ModelFacts:
     except Exception as exc:  # noqa: BLE001 - recorded; the create check reports it properly
         return ModelFacts(model_name, module, None, build.choose_input_size(model_name, None),
                           meta_error=f"{type(exc).__name__}: {exc}"[:300])
-    return ModelFacts(model_name, module, build.param_count(model),
-                      build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model))
+    input_size = build.choose_input_size(model_name, model)
+    return ModelFacts(model_name, module, build.param_count(model), input_size, reparam_sites=reparam_sites(model),
+                      features=feature_facts(model_name, model, input_size),
+                      geometry=geometry_facts(model_name, model))
 
 
 def cache_key(model_name: str) -> str:
@@ -43,7 +52,7 @@ def cache_key(model_name: str) -> str:
     module = sys.modules.get(build.entrypoint_module(model_name))
     path = getattr(module, "__file__", "") or ""
     stamp = int(os.path.getmtime(path)) if path and os.path.exists(path) else 0
-    return f"harness/facts/v2/{build.timm_version()}/{stamp}/{model_name}"
+    return f"harness/facts/v3/{build.timm_version()}/{stamp}/{model_name}"
 
 
 def facts_for(model_name: str, cache_get: Callable | None = None,

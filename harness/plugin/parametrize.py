@@ -14,6 +14,7 @@ from typing import Callable
 
 import pytest
 
+from harness.checks import features
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
 from harness.models.variants import LOAD_MODES, head_variants
@@ -91,6 +92,51 @@ def _compat(cases: list[ModelCase], config: pytest.Config) -> list:
     by_model = {c.model: c for c in cases}
     return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
             for s in compat_sets(config) if s.model in by_model]
+
+
+def _with_features(cases: list[ModelCase]) -> list[ModelCase]:
+    """Models that declare feature_info (discovered: harness.models.feature_support)."""
+    return [c for c in cases if c.facts.features is not None]
+
+
+@parametrizer("features_out_indices", "feature_case")
+def _features_out_indices(cases: list[ModelCase], config: pytest.Config) -> list:
+    """features_only=True at each out_indices case: '<model>-out_indices_<default|subset|negative|invalid>'."""
+    return [pytest.param(c, case, id=f"{c.model}-out_indices_{case}")
+            for c in _with_features(cases) for case in features.out_indices_cases(c.facts.features)]
+
+
+@parametrizer("features_intermediates", "feature_case")
+def _features_intermediates(cases: list[ModelCase], config: pytest.Config) -> list:
+    """forward_intermediates cases of models that have it: '<model>-<all|norm|stop_early|output_fmt_F>'."""
+    return [pytest.param(c, case, id=f"{c.model}-{case}")
+            for c in _with_features(cases) for case in features.intermediates_cases(c.facts.features)]
+
+
+@parametrizer("features_wrappers", "feature_case")
+def _features_wrappers(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Each other feature wrapper that applies: '<model>-feature_cls_<hook|fx|getter>'."""
+    return [pytest.param(c, w, id=f"{c.model}-feature_cls_{w}")
+            for c in _with_features(cases) for w in c.facts.features.wrappers()]
+
+
+@parametrizer("features_models")
+def _features_models(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One test per model with feature_info: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases)]
+
+
+@parametrizer("features_prune")
+def _features_prune(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Models with prune_intermediate_layers: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases) if c.facts.features.prune]
+
+
+@parametrizer("features_script")
+def _features_script(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Features models timm supports scripting: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases)
+            if features.script_supported(c.model, c.facts.features)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -98,3 +98,15 @@ def family_for(model_name: str, module: str) -> ModelFamily:
         if short in info.modules and any(fnmatch.fnmatchcase(model_name, p) for p in info.patterns):
             return info
     return DEFAULT_FAMILY
+
+
+# Models timm itself does not script (tests/test_models.py EXCLUDE_JIT_FILTERS, timm 1.0.31):
+# the features check family scripts a features model only where timm supports TorchScript.
+SCRIPTING_EXCEPTIONS: tuple[tuple[str, str], ...] = tuple(
+    (pattern, "excluded from TorchScript by timm's own tests (tests/test_models.py EXCLUDE_JIT_FILTERS)")
+    for pattern in ("hiera_*", "*naflex*", "*_7b_*", "hrnet*", "dpn*", "densenet*", "selecsls*", "gemma4_vit*"))
+
+
+def scripting_exception(model_name: str) -> str | None:
+    """Why the model is not scripted, or None where timm supports TorchScript for it."""
+    return next((why for pattern, why in SCRIPTING_EXCEPTIONS if fnmatch.fnmatchcase(model_name, pattern)), None)
