@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from harness.models import build
+from harness.models.meta_limits import is_meta_limitation
 
 SIZE_KWARGS: tuple[str, ...] = ("img_size", "dynamic_img_size", "dynamic_img_pad")
 # non-square test grids, in units of the model's stride, as fractions of its native grid:
@@ -35,6 +37,7 @@ class GeometryFacts:
     size: tuple[int, int]                # the non-square test size (H != W), multiples of stride
     pos_embed: tuple[int, int, int] | None = None  # (prefix tokens, grid h, grid w) of an absolute pos_embed
     output_fmt: str = "NCHW"             # forward_features layout (NCHW, NHWC, or NLC tokens)
+    resamples_on_load: bool = False      # the model's module uses timm.layers.resample_abs_pos_embed
     probe_error: str = ""                # no candidate size built on meta (first candidate used)
 
     @staticmethod
@@ -80,6 +83,15 @@ def abs_pos_embed(model: nn.Module) -> tuple[int, int, int] | None:
     return (prefix, gh, gw) if pos.shape[1] == prefix + gh * gw else None
 
 
+def resamples_on_load(model_name: str) -> bool:
+    """Whether the module defining the model uses timm.layers.resample_abs_pos_embed (its
+    checkpoint filter then resamples a position table recorded at another grid)."""
+    from timm.layers import resample_abs_pos_embed
+
+    module = sys.modules.get(build.entrypoint_module(model_name))
+    return any(v is resample_abs_pos_embed for v in vars(module).values()) if module else False
+
+
 def output_layout(model: nn.Module, out: torch.Tensor | None) -> str:
     """forward_features' layout: NCHW / NHWC (4D, by the model's output_fmt) or NLC."""
     if out is None or not isinstance(out, torch.Tensor) or out.dim() != 4:
@@ -123,29 +135,38 @@ def candidate_sizes(native: tuple[int, int], stride: int) -> list[tuple[int, int
     return sizes
 
 
-def _builds_at(model_name: str, size: tuple[int, int], rebuild: bool) -> str:
-    """'' when the model (rebuilt with img_size=size if rebuild) runs a meta forward at size;
-    else the error. A meta-kernel limitation counts as 'builds' (the check will tell)."""
+def _at_size(model_name: str, size: tuple[int, int], rebuild: bool,
+             native_params: dict[str, tuple]) -> tuple[str, bool]:
+    """(error, same parameter shapes): whether the model (rebuilt with img_size=size if
+    rebuild) runs a meta forward at size ('' when it does; a meta-kernel limitation counts
+    as running, the check will tell), and whether its parameters other than pos_embed keep
+    the native shapes (so the native checkpoint fits it without resampling anything else)."""
     try:
         model = build.create(model_name, device="meta", **({"img_size": size} if rebuild else {}))
+        same = all(native_params.get(k) == tuple(v.shape) for k, v in model.named_parameters() if k != "pos_embed")
         with torch.no_grad():
             model(torch.empty((1, 3, *size), device="meta"))
-    except NotImplementedError:
-        return ""
     except Exception as exc:  # noqa: BLE001 - the probe picks a size; the check reports failures
-        return f"{type(exc).__name__}: {exc}"[:300]
-    return ""
+        if is_meta_limitation(exc):
+            return "", same
+        return f"{type(exc).__name__}: {exc}"[:300], False
+    return "", same
 
 
-def choose_size(model_name: str, candidates: list[tuple[int, int]], rebuild: bool) -> tuple[tuple[int, int], str]:
-    """The first candidate the model runs at on meta, else the first candidate and its error."""
-    first_error = ""
+def choose_size(model_name: str, candidates: list[tuple[int, int]], rebuild: bool,
+                native_params: dict[str, tuple]) -> tuple[tuple[int, int], str]:
+    """The first candidate at which the model runs on meta with the native parameter shapes
+    (windowed models change their relative-position tables at sizes their windows do not
+    tile), else the first it runs at, else the first candidate with its error."""
+    first_error, runs = "", None
     for size in candidates:
-        error = _builds_at(model_name, size, rebuild)
-        if not error:
+        error, same = _at_size(model_name, size, rebuild, native_params)
+        if not error and same:
             return size, ""
+        if not error and runs is None:
+            runs = size
         first_error = first_error or error
-    return candidates[0], first_error
+    return (runs, "") if runs is not None else (candidates[0], first_error)
 
 
 def geometry_facts(model_name: str, model: nn.Module) -> GeometryFacts:
@@ -164,9 +185,11 @@ def geometry_facts(model_name: str, model: nn.Module) -> GeometryFacts:
     fixed = bool(cfg.get("fixed_input_size"))
     rebuild = "img_size" in kwargs
     candidates = candidate_sizes(native, stride)
-    size, error = choose_size(model_name, candidates, rebuild) if rebuild or not fixed else (candidates[0], "")
+    params = {k: tuple(v.shape) for k, v in model.named_parameters()}
+    size, error = (choose_size(model_name, candidates, rebuild, params) if rebuild or not fixed
+                   else (candidates[0], ""))
     return GeometryFacts(native, kwargs, callable(getattr(model, "set_input_size", None)), fixed, stride, size,
-                         abs_pos_embed(model), layout, probe_error=error)
+                         abs_pos_embed(model), layout, resamples_on_load(model_name), probe_error=error)
 
 
 def odd_size(size: tuple[int, int], stride: int) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pytest
 
-from harness.checks import features
+from harness.checks import features, geometry
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
 from harness.models.variants import LOAD_MODES, head_variants
@@ -137,6 +137,13 @@ def _features_script(cases: list[ModelCase], config: pytest.Config) -> list:
     """Features models timm supports scripting: '<model>'."""
     return [pytest.param(c, id=c.model) for c in _with_features(cases)
             if features.script_supported(c.model, c.facts.features)]
+
+
+@parametrizer("geometry", "geometry_case")
+def _geometry(cases: list[ModelCase], config: pytest.Config) -> list:
+    """The input-size cases a model declares (harness.models.input_geometry): '<model>-<case>_<H>x<W>'."""
+    return [pytest.param(c, case, id=f"{c.model}-{case}")
+            for c in cases if c.facts.geometry is not None for case in geometry.geometry_cases(c.facts.geometry)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

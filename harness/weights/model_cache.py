@@ -33,8 +33,10 @@ _cache: dict[tuple[str, str], nn.Module] = {}
 stats = {"hits": 0, "builds": 0}
 
 
-def _noop(tensor, *args, **kwargs):
-    return tensor
+def _noop(*args, **kwargs):
+    """An init function that does nothing (timm calls some with the tensor as a keyword, e.g.
+    Hiera's ``trunc_normal_(tensor=..., std=...)``)."""
+    return args[0] if args else kwargs.get("tensor")
 
 
 @contextlib.contextmanager
