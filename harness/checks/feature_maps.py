@@ -181,7 +181,10 @@ def assert_maps_equal(outs: list[torch.Tensor], refs: list[Budgeted], levels: li
     for j, (t, ref) in enumerate(zip(outs, refs)):
         r = ref.value
         if tuple(t.shape) != tuple(r.shape):
-            problems.append(f"output {j} (level {levels[j]}): shape {tuple(t.shape)}, {ref_what} has {tuple(r.shape)}")
+            match = equal_level(t, list(all_refs))
+            hint = f"; it equals level {match}" if match is not None else ""
+            problems.append(f"output {j} (level {levels[j]}): shape {tuple(t.shape)}, {ref_what} has "
+                            f"{tuple(r.shape)}{hint}")
             continue
         if t.is_meta or r.is_meta:
             continue
