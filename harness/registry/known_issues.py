@@ -91,7 +91,21 @@ _COMPAT_PICKLE_ISSUES = (
         match=r"Can't get attribute 'CatBnAct'"),
 )
 
+_HRNET_FEATURE_MODULES = (
+    "HRNet's feature_info names modules the model does not have: 'stem' (its stem is conv1/bn1/act1/conv2/"
+    "bn2/act2) and 'stage1'..'stage4' (the levels come from HighResolutionNetFeatures' incre modules), so "
+    "no hook on them can return the levels and features_only=True, feature_cls='hook' raises KeyError: "
+    "'stem', feature_cls='fx' ValueError: node: 'stem' is not present (hrnet.py feature_info is the same in "
+    "0.9.16, 1.0.12 and 1.0.31: not fixed)"
+)
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
+    KnownIssue("hrnet_*", "features", "", variant="*-out_indices_default", reason=_HRNET_FEATURE_MODULES,
+               match=r"level 0: feature_info names module 'stem', which the model does not have"),
+    KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_hook", reason=_HRNET_FEATURE_MODULES,
+               match=r"feature_cls='hook'\) raised KeyError: 'stem'"),
+    KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_fx", reason=_HRNET_FEATURE_MODULES,
+               match=r"feature_cls='fx'\) raised ValueError: node: 'stem' is not present"),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),

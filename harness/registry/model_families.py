@@ -145,6 +145,10 @@ GEOMETRY_EXCEPTIONS: tuple[GeometryException, ...] = (
                       "ConViT's GPSA derives its grid as int(N ** .5): square grids only by construction"),
     GeometryException("mvitv2_*", ("img_size",),
                       "MViTv2's MultiScaleAttention asserts feat_size[0] == feat_size[1]: square inputs only"),
+    GeometryException("hrnet_*", ("input_odd",),
+                      "HRNet does not pad: its fuse layers upsample lower branches by exact powers of 2 and add "
+                      "them, so only multiples of 32 fit (143x161: 'The size of tensor a (41) must match the size "
+                      "of tensor b (42)')"),
     GeometryException("crossvit_*", ("img_size",),
                       "CrossViT derives each branch's size as img_size x img_scale, which is a patch multiple "
                       "only at the native size (img_size=(224, 224) already fails: 325 vs 337 tokens)"),
