@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import run_suites
-from tests.test_historic import timm_release
+from tests.helpers import INSTALLED, release_runs
 
-INSTALLED = "installed"  # the timm importable in the test environment (the newest release in CI)
 REDUCTION = ["-m", "features", "--models", "poolformer_s12,efficientformer_l1", "-k", "out_indices_default"]
 GETTER = ["-m", "features", "--models", "vit_tiny_patch16_224", "-k", "out_indices or prune"]
 STOP_EARLY = ["-m", "features", "--models", "coatnet_pico_rw_224", "-k", "stop_early"]
@@ -31,15 +29,7 @@ NEWEST = ["-m", "features", "--models", "poolformer_s12,efficientformer_l1,vit_t
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    cache = {}
-
-    def run(version: str, args: list[str]):
-        key = (version, tuple(args))
-        if key not in cache:
-            path = [] if version == INSTALLED else [timm_release(version)]
-            cache[key] = run_suites(args, tmp_path_factory.mktemp(f"features-{version}"), path)
-        return cache[key]
-    return run
+    return release_runs(tmp_path_factory, "features")
 
 
 def test_feature_info_reductions_fail_on_1_0_12(runs):

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import run_suites
-from tests.test_historic import timm_release
+from tests.helpers import INSTALLED, release_runs
 
-INSTALLED = "installed"
 DYNAMIC = ["-m", "geometry", "--models", "vit_tiny_patch16_224,deit_tiny_patch16_224,eva02_tiny_patch14_224",
            "-k", "dynamic_native"]
 DINOV3 = ["-m", "geometry", "--models", "vit_small_patch16_dinov3", "-k", "set_input_size"]
@@ -26,15 +24,7 @@ NEWEST = ["-m", "geometry", "--models", "vit_tiny_patch16_224,deit_tiny_patch16_
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    cache = {}
-
-    def run(version: str, args: list[str]):
-        key = (version, tuple(args))
-        if key not in cache:
-            path = [] if version == INSTALLED else [timm_release(version)]
-            cache[key] = run_suites(args, tmp_path_factory.mktemp(f"geometry-{version}"), path)
-        return cache[key]
-    return run
+    return release_runs(tmp_path_factory, "geometry")
 
 
 def test_dynamic_resample_of_a_non_square_grid_fails_on_1_0_11(runs):

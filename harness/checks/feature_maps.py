@@ -35,6 +35,12 @@ def spatial(t: torch.Tensor, layout: str) -> tuple[int, int]:
     return tuple(t.shape[1:3]) if layout == "NHWC" else tuple(t.shape[-2:])
 
 
+def to_nchw(maps: list[torch.Tensor], layout: str) -> list[torch.Tensor]:
+    """Maps in NCHW, whatever layout a wrapper declares (swin's FeatureListNet returns NHWC,
+    its FeatureGetterNet and forward_intermediates NCHW: the same tensors, other layouts)."""
+    return [t.permute(0, 3, 1, 2) if layout == "NHWC" and t.dim() == 4 else t for t in maps]
+
+
 def tensor_list(out, what: str) -> list[torch.Tensor]:
     """A forward's list/tuple of feature maps; anything else is a failure naming it."""
     if isinstance(out, dict):
@@ -85,14 +91,19 @@ def stride_disagreement(claimed: int, size: tuple[int, int], dims: tuple[int, in
                         bigger: tuple[int, int] | None) -> str:
     """'' when a map of ``dims`` for an input of ``size`` has stride ``claimed``, else what was
     measured. With the bigger run, the stride is STRIDE_PROBE / the growth of the map (exact,
-    padding or not); without it, each side must be the input side / claimed, rounded either way."""
+    padding or not); without it, each side must be the input side / claimed, rounded either way
+    or one less."""
+    growth = tuple(b - a for b, a in zip(bigger, dims)) if bigger is not None else None
+    if growth == (0, 0):  # the model resizes its input itself (CrossViT): measured at the one size
+        bigger = None
     if bigger is not None:
-        growth = tuple(b - a for b, a in zip(bigger, dims))
         if growth[0] > 0 and growth == (growth[0], growth[0]) and STRIDE_PROBE % growth[0] == 0:
             stride = STRIDE_PROBE // growth[0]
             return "" if stride == claimed else f"measured stride {stride}"
         return f"not one stride: +{STRIDE_PROBE} px input grows the map by {growth[0]} x {growth[1]}"
-    if all(d in (s // claimed, -(-s // claimed)) for s, d in zip(size, dims)):
+    # one size: the side is the input side / stride, rounded either way, or one less (a valid,
+    # unpadded conv loses its border: pit's stride-8 patch conv maps 224 to 27)
+    if all(s // claimed - 1 <= d <= -(-s // claimed) for s, d in zip(size, dims)):
         return ""
     return f"measured stride {size[0] / max(dims[0], 1):.3g} x {size[1] / max(dims[1], 1):.3g} (at one input size)"
 

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
-from harness.checks import compare
+from harness.checks import compare, meta_device
 from harness.checks.feature_maps import (
     Budgeted,
     assert_info_matches,
@@ -39,6 +39,7 @@ from harness.checks.feature_maps import (
     same_values_any_order,
     tap_as_map,
     tensor_list,
+    to_nchw,
 )
 from harness.checks.numerics import describe_budget, float64_copy
 from harness.models import build
@@ -94,7 +95,8 @@ def out_indices_cases(facts: FeatureFacts) -> list[str]:
 def intermediates_cases(facts: FeatureFacts) -> list[str]:
     if not facts.intermediates:
         return []
-    cases = [c for c in INTERMEDIATES_CASES if c != "stop_early" or subset_indices(facts.levels)]
+    cases = [c for c in INTERMEDIATES_CASES if (c != "stop_early" or subset_indices(facts.levels))
+             and (c != "norm" or facts.norm)]
     return cases + [f"output_fmt_{f}" for f in facts.alt_formats]
 
 
@@ -124,10 +126,7 @@ def features_model(model_name: str, device: str, overlay: dict, **kwargs) -> nn.
 
 
 def skip_on_meta_limit(exc: BaseException, what: str) -> None:
-    """A structural check that reached an op the meta device cannot run: skip, saying so."""
-    if is_meta_limitation(exc):
-        pytest.skip(f"{what} cannot run on the meta device ({type(exc).__name__}: {str(exc)[:200]}); "
-                    f"construction and feature_info were checked")
+    meta_device.skip_on_meta_limit(exc, what, "construction and feature_info")
 
 
 @dataclass
@@ -139,11 +138,9 @@ class FeatureReference:
     overlay: dict
     facts: FeatureFacts
     x: torch.Tensor
-    levels: list[Budgeted]                     # level i of the all-levels model
+    levels: list[Budgeted]                     # level i of the all-levels model, in NCHW
     info: list[dict]                           # its feature_info dicts, one per level
-    features: Budgeted | None = None           # forward_features of the deterministic model
-    layout: str = "NCHW"
-    taps: dict[str, list] = field(default_factory=dict)
+    features: list[Budgeted] | None = None     # forward_features of the deterministic model (lazy)
 
     @property
     def values(self) -> list[torch.Tensor]:
@@ -191,23 +188,26 @@ def _make_reference(model_name: str, device: str, facts: FeatureFacts, input_siz
             out64 = tensor_list(run(model64, x.double(), "float64"), "float64")
         except Exception:  # noqa: BLE001 - no float64 run: the budget falls back to its floor
             out64 = None
-    errs = float32_error(outs, out64)
+    layout = layout_of(fm)
+    outs, errs = to_nchw(outs, layout), float32_error(outs, out64)
     info = [dict(d) for d in fm.feature_info.get_dicts()]
-    ref = FeatureReference(model_name, device, overlay, facts, x, [Budgeted(o, e) for o, e in zip(outs, errs)],
-                           info, layout=layout_of(fm))
-    if facts.intermediates and device != "meta":
+    return FeatureReference(model_name, device, overlay, facts, x, [Budgeted(o, e) for o, e in zip(outs, errs)],
+                            info)
+
+
+def forward_features_reference(ref: FeatureReference) -> list[Budgeted]:
+    """forward_features of the deterministic model (a tensor, or a list for multi-branch
+    models such as CrossViT) with its float32 error, computed once per reference."""
+    if ref.features is None:
         base = ref.base()
-        base64 = float64_copy(base)
-        ff = _forward_features(base, x)
-        ff64 = _forward_features(base64, x.double()) if base64 is not None else None
-        err = float32_error([ff], [ff64])[0] if isinstance(ff64, torch.Tensor) else None
-        ref.features = Budgeted(ff, err)
-    elif facts.intermediates:
-        ref.features = Budgeted(_forward_features(ref.base(), x))
-    return ref
+        base64 = float64_copy(base) if ref.device != "meta" else None
+        out = _forward_features(base, ref.x)
+        out64 = _forward_features(base64, ref.x.double()) if base64 is not None else None
+        ref.features = [Budgeted(o, e) for o, e in zip(out, float32_error(out, out64))]
+    return ref.features
 
 
-def _forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor] | None:
     try:
         with torch.no_grad():
             out = model.forward_features(x)
@@ -217,9 +217,7 @@ def _forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float64:
             return None
         raise AssertionError(f"forward_features raised {type(exc).__name__}: {str(exc)[:300]}") from exc
-    if not isinstance(out, torch.Tensor):
-        raise AssertionError(f"forward_features returned {type(out).__name__}, expected a tensor")
-    return out
+    return [out] if isinstance(out, torch.Tensor) else tensor_list(out, "forward_features")
 
 
 # ---------------------------------------------------------------- out_indices
@@ -254,7 +252,7 @@ def check_out_indices(ref: FeatureReference, case: str) -> None:
     want = [ref.info[i]["module"] for i in expected]
     if modules != want:
         raise AssertionError(f"{what}: feature_info.module_name() is {modules}, the levels asked for are {want}")
-    assert_maps_equal(outs, [ref.levels[i] for i in expected], expected, f"{what}: outputs",
+    assert_maps_equal(to_nchw(outs, layout_of(fm)), [ref.levels[i] for i in expected], expected, f"{what}: outputs",
                       "that level of the all-levels features model", all_refs=ref.values)
     assert_info_matches(fm, outs, ref.x, what)
     if case == "default":
@@ -278,6 +276,14 @@ def _check_invalid(ref: FeatureReference, asked: tuple[int, ...]) -> None:
                          f"indices, one of them past the last level (expected an error)")
 
 
+def _tapped(module: nn.Module) -> nn.Module:
+    """The module whose output a feature_info module name stands for: the module itself, or
+    for a ModuleList (never called itself, e.g. CoaT's serial_blocks1) its last block."""
+    while isinstance(module, nn.ModuleList) and len(module):
+        module = module[-1]
+    return module
+
+
 def assert_modules_output_levels(ref: FeatureReference) -> None:
     """feature_info's module of each level produces that level: a forward hook on the named
     module of the deterministic model returns the level's tensor (in its layout: the same
@@ -296,7 +302,7 @@ def assert_modules_output_levels(ref: FeatureReference) -> None:
             continue
         if name not in taps:
             taps[name] = []
-            handles.append(modules[name].register_forward_hook(
+            handles.append(_tapped(modules[name]).register_forward_hook(
                 lambda m, a, out, _n=name: taps[_n].append(out)))
     try:
         run(base, ref.x, "the model's forward (with hooks at feature_info's modules)")
@@ -315,11 +321,11 @@ def assert_modules_output_levels(ref: FeatureReference) -> None:
         if not outputs:
             problems.append(f"level {i}: module {name!r} is never called by the forward")
             continue
-        mapped = [m for m in (tap_as_map(o, level, ref.layout) for o in outputs) if m is not None]
+        mapped = [m for m in (tap_as_map(o, level, "NCHW") for o in outputs) if m is not None]
         if not mapped:
             shapes = ", ".join(str(tuple(o.shape)) for o in outputs if isinstance(o, torch.Tensor))
             problems.append(f"level {i}: module {name!r} outputs {shapes}, which cannot hold the level's "
-                            f"{ref.layout} map {tuple(level.shape)}")
+                            f"map {tuple(level.shape)} (NCHW)")
         elif not level.is_meta and not any(torch.equal(m, level) or same_values_any_order(m, level)
                                            for m in mapped):
             problems.append(f"level {i}: the tensor returned is not the output of module {name!r}: "
@@ -376,25 +382,30 @@ def check_intermediates(ref: FeatureReference, case: str) -> None:
 
 
 def _assert_final(final, ref: FeatureReference, what: str) -> None:
-    """The final output equals forward_features(x) within the float32 budget."""
-    if not isinstance(final, torch.Tensor):
-        raise AssertionError(f"{what}: final output is {type(final).__name__}, expected a tensor")
-    want = ref.features.value
-    compare.assert_shape(final.shape, want.shape, f"{what}: final output vs forward_features(x)")
-    if final.is_meta:
-        return
-    err = (final.double() - want.double()).abs().max().item()
-    budget = ref.features.budget(FEATURES)
-    if not err <= budget:
-        raise AssertionError(f"{what}: final output differs from forward_features(x): max abs err {err:.3g} > budget "
-                             f"{describe_budget(FEATURES, ref.features.err32 or 0.0, budget)} "
-                             f"({compare.error_summary(final, want)})")
+    """The final output equals forward_features(x) (tensor by tensor for multi-branch
+    models) within the float32 budget."""
+    wanted = forward_features_reference(ref)
+    finals = [final] if isinstance(final, torch.Tensor) else tensor_list(final, f"{what}: final output")
+    if len(finals) != len(wanted):
+        raise AssertionError(f"{what}: final output has {len(finals)} tensors, forward_features(x) {len(wanted)}")
+    for i, (got, ref_out) in enumerate(zip(finals, wanted)):
+        part = f" [{i}]" if len(wanted) > 1 else ""
+        want = ref_out.value
+        compare.assert_shape(got.shape, want.shape, f"{what}: final output{part} vs forward_features(x){part}")
+        if got.is_meta:
+            continue
+        err = (got.double() - want.double()).abs().max().item()
+        budget = ref_out.budget(FEATURES)
+        if not err <= budget:
+            raise AssertionError(f"{what}: final output{part} differs from forward_features(x){part}: max abs err "
+                                 f"{err:.3g} > budget {describe_budget(FEATURES, ref_out.err32 or 0.0, budget)} "
+                                 f"({compare.error_summary(got, want)})")
 
 
 def _check_stop_early(base: nn.Module, ref: FeatureReference, indices: tuple[int, ...]) -> None:
     """stop_early=True changes no intermediate before the stop, with and without norm."""
     levels = list(indices)
-    for norm in (False, True):
+    for norm in (False, True) if ref.facts.norm else (False,):
         what = f"forward_intermediates(x, indices={list(indices)}, norm={norm}"
         _, full = intermediates(base, ref.x, what + ")", indices=list(indices), norm=norm)
         if not norm:
@@ -497,7 +508,7 @@ def check_wrapper(ref: FeatureReference, wrapper: str) -> None:
         if ref.x.is_meta:
             skip_on_meta_limit(exc, what)
         raise
-    assert_maps_equal(outs, [ref.levels[i] for i in levels], levels, f"{what}: outputs",
+    assert_maps_equal(to_nchw(outs, layout_of(fm)), [ref.levels[i] for i in levels], levels, f"{what}: outputs",
                       f"the default {ref.facts.default_cls}'s", tol=FEATURES if wrapper == "getter" else None,
                       all_refs=ref.values)
     got = absolute(tuple(fm.feature_info.out_indices), n)

@@ -6,21 +6,24 @@ and the test size (H, W) is non-square (H < W), so a confusion of the two axes a
 changes a shape or a value.
 
 Cases (discovered from the model, harness.models.input_geometry):
-- ``img_size_HxW``: built at img_size=(H, W) from the native checkpoint: every tensor whose
-  shape did not change equals the checkpoint; (B, num_classes), finite; a 4D feature map
-  is (f(H), f(W)), f read from square builds at (H, H) and (W, W);
+- ``img_size_HxW``: built at img_size=(H, W) (deterministic weights): (B, num_classes),
+  finite; a 4D feature map is (f(H), f(W)), f read from square builds at (H, H) and (W, W);
 - ``input_HxW`` / ``input_odd_HxW`` (any-size models): the native model fed (H, W), a
   multiple of its stride and not: (B, num_classes), finite, map (f(H), f(W)) as above;
+- ``pos_embed_HxW`` (an absolute pos_embed and a loader that resamples): loaded at (H, W)
+  from the native checkpoint, every tensor whose shape did not change equals the checkpoint
+  and the position table is the checkpoint's resampled as timm.layers.resample_abs_pos_embed
+  documents it (prefix tokens kept, the grid F.interpolate'd bicubic with antialias to
+  (H/p, W/p)), computed here independently;
 - ``dynamic_native_HxW``: dynamic_img_size=True at its own non-square native size equals
   the static model;
 - ``dynamic_HxW``: dynamic_img_size=True built at the native size and fed (H, W) equals
   the static model built at (H, W);
 - ``dynamic_pad_HxW``: dynamic_img_pad=True fed a size that is not a multiple of the patch
   equals the same model fed the input zero-padded right and bottom (timm's definition);
-- ``set_input_size_HxW``: set_input_size(img_size=(H, W)) equals the static model at (H, W);
-- ``pos_embed_HxW``: the static model's pos_embed is the checkpoint's resampled as
-  timm.layers.resample_abs_pos_embed documents it (prefix tokens kept, the grid
-  F.interpolate'd bicubic with antialias to (H/p, W/p)), computed here independently.
+- ``set_input_size_HxW``: set_input_size(img_size=(H, W)) equals the static model at (H, W).
+Cases that do not apply to a model by design are skipped with the reason from
+registry.model_families.GEOMETRY_EXCEPTIONS.
 Values are compared within the static model's own float32 noise (GEOMETRY tolerance);
 over --max-params everything runs on the meta device with shapes only.
 """
@@ -35,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.checks import compare
+from harness.checks import compare, meta_device
 from harness.checks.numerics import describe_budget, error_budget, float64_copy
 from harness.models import build
 from harness.models.input_geometry import GeometryFacts, odd_size, output_layout, spatial_dims
@@ -75,9 +78,7 @@ def _call(model_name: str, kwargs: dict) -> str:
 
 
 def skip_on_meta_limit(exc: BaseException, what: str) -> None:
-    if is_meta_limitation(exc):
-        pytest.skip(f"{what} cannot run on the meta device ({type(exc).__name__}: {str(exc)[:200]}); "
-                    f"construction and shapes were checked")
+    meta_device.skip_on_meta_limit(exc, what, "construction and shapes")
 
 
 @dataclass

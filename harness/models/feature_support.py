@@ -10,7 +10,6 @@ are collected all the same, so the failure is reported instead of the cases vani
 """
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import asdict, dataclass
 
@@ -21,9 +20,11 @@ from harness.models import build
 
 # forward_intermediates output formats besides NCHW (timm's models accept NHWC or NLC)
 ALT_FORMATS: tuple[str, ...] = ("NHWC", "NLC")
-# how timm's forward_intermediates refuses a format: an assert before any compute,
-# 'Output shape must be NCHW.' / 'Output format must be one of NCHW or NLC.'
+# how timm's forward_intermediates refuses a format or the norm: an assert before any compute,
+# 'Output shape must be NCHW.' / 'Output format must be one of NCHW or NLC.' /
+# 'normalization of features not supported' (Hiera)
 _FORMAT_REFUSAL = re.compile(r"output (shape|format)", re.IGNORECASE)
+_NORM_REFUSAL = re.compile(r"normali[sz]ation .*not supported", re.IGNORECASE)
 GETTER = "FeatureGetterNet"
 
 
@@ -37,6 +38,7 @@ class FeatureFacts:
     prune: bool                          # ... and prune_intermediate_layers
     alt_formats: tuple[str, ...] = ()    # formats forward_intermediates accepts besides NCHW
     build_error: str = ""                # features_only=True failed on the meta device
+    norm: bool = True                    # forward_intermediates does not refuse norm=True (Hiera does)
 
     @staticmethod
     def from_json(data: dict | None) -> "FeatureFacts | None":
@@ -74,26 +76,23 @@ def declared_levels(model: nn.Module) -> list[dict] | None:
     return list(info)
 
 
-def _format_refused(exc: BaseException) -> bool:
-    return isinstance(exc, (AssertionError, ValueError)) and bool(_FORMAT_REFUSAL.search(str(exc)))
+def _refuses(model: nn.Module, input_size: tuple[int, ...], refusal: re.Pattern, **kwargs) -> bool:
+    """Whether forward_intermediates(**kwargs) on the meta device stops at timm's assert that
+    refuses the option (at the top of the method, before any compute). Anything else (a
+    result, or a failure later in the forward) means the option is accepted and its case is
+    collected; the check then runs it for real."""
+    try:
+        with torch.no_grad():
+            model.forward_intermediates(torch.empty((1, *input_size), device="meta"), intermediates_only=True,
+                                        **kwargs)
+    except Exception as exc:  # noqa: BLE001 - only the explicit refusal drops the case
+        return isinstance(exc, (AssertionError, ValueError)) and bool(refusal.search(str(exc)))
+    return False
 
 
 def accepted_formats(model: nn.Module, input_size: tuple[int, ...]) -> tuple[str, ...]:
-    """The formats of ALT_FORMATS forward_intermediates does not refuse (meta device). The
-    refusal is timm's assert at the top of the method, before any compute, so anything
-    else (a result, or a failure later in the forward) means the format is accepted and
-    the case is collected; the check then runs it for real."""
-    x = torch.empty((1, *input_size), device="meta")
-    accepted = []
-    for fmt in ALT_FORMATS:
-        try:
-            with torch.no_grad():
-                model.forward_intermediates(x, output_fmt=fmt, intermediates_only=True)
-        except Exception as exc:  # noqa: BLE001 - only the explicit refusal drops the format
-            if _format_refused(exc):
-                continue
-        accepted.append(fmt)
-    return tuple(accepted)
+    """The formats of ALT_FORMATS forward_intermediates does not refuse (meta device)."""
+    return tuple(f for f in ALT_FORMATS if not _refuses(model, input_size, _FORMAT_REFUSAL, output_fmt=f))
 
 
 def feature_facts(model_name: str, model: nn.Module, input_size: tuple[int, ...]) -> FeatureFacts | None:
@@ -105,16 +104,12 @@ def feature_facts(model_name: str, model: nn.Module, input_size: tuple[int, ...]
     intermediates = callable(getattr(type(model), "forward_intermediates", None))
     prune = intermediates and callable(getattr(type(model), "prune_intermediate_layers", None))
     formats = accepted_formats(model, input_size) if intermediates else ()
+    norm = not (intermediates and _refuses(model, input_size, _NORM_REFUSAL, norm=True))
     try:
         features = build.create(model_name, device="meta", features_only=True)
     except Exception as exc:  # noqa: BLE001 - recorded: the features checks report it
         return FeatureFacts(len(levels), info, "", (), intermediates, prune, formats,
-                            build_error=f"{type(exc).__name__}: {exc}"[:300])
+                            build_error=f"{type(exc).__name__}: {exc}"[:300], norm=norm)
     out_indices = tuple(int(i) for i in features.feature_info.out_indices)
-    return FeatureFacts(len(levels), info, type(features).__name__, out_indices, intermediates, prune, formats)
-
-
-def intermediate_kwargs(model: nn.Module) -> tuple[str, ...]:
-    """The keyword arguments of the model's forward_intermediates (for messages)."""
-    fn = getattr(model, "forward_intermediates", None)
-    return tuple(inspect.signature(fn).parameters)[1:] if fn is not None else ()
+    return FeatureFacts(len(levels), info, type(features).__name__, out_indices, intermediates, prune, formats,
+                        norm=norm)

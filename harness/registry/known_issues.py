@@ -99,7 +99,16 @@ _HRNET_FEATURE_MODULES = (
     "0.9.16, 1.0.12 and 1.0.31: not fixed)"
 )
 
+_BLOCK_MODULES = (
+    "feature_info names modules 'block.0'..'block.3', which the model does not have: its stages are "
+    "`stages` (MViTv2) / `blocks` (Twins), so a hook or FX tap at feature_info's modules cannot be placed "
+    "(the default FeatureGetterNet never looks them up). Written so when both gained feature_info in 1.0.3 "
+    "(679daef7); mvitv2.py and twins.py unchanged in 1.0.31"
+)
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + (
+    KnownIssue("mvitv2_*,twins_*", "features", ">=1.0.3", variant="*-out_indices_default", reason=_BLOCK_MODULES,
+               match=r"level 0: feature_info names module 'block.0', which the model does not have"),
     KnownIssue("hrnet_*", "features", "", variant="*-out_indices_default", reason=_HRNET_FEATURE_MODULES,
                match=r"level 0: feature_info names module 'stem', which the model does not have"),
     KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_hook", reason=_HRNET_FEATURE_MODULES,

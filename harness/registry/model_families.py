@@ -149,6 +149,10 @@ GEOMETRY_EXCEPTIONS: tuple[GeometryException, ...] = (
                       "HRNet does not pad: its fuse layers upsample lower branches by exact powers of 2 and add "
                       "them, so only multiples of 32 fit (143x161: 'The size of tensor a (41) must match the size "
                       "of tensor b (42)')"),
+    GeometryException("dla*", ("input_odd",),
+                      "DLA does not pad: its IDA-up trees add upsampled lower levels to higher ones, so only "
+                      "multiples of 32 fit (143x161: 'The size of tensor a (41) must match the size of tensor b "
+                      "(40)')"),
     GeometryException("crossvit_*", ("img_size",),
                       "CrossViT derives each branch's size as img_size x img_scale, which is a patch multiple "
                       "only at the native size (img_size=(224, 224) already fails: 325 vs 337 tokens)"),

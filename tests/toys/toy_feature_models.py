@@ -16,6 +16,7 @@ from timm.models import FeatureInfo, build_model_with_cfg
 from timm.models._features import feature_take_indices
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys, toy_cfg
 
 WIDTHS = (8, 12, 16, 20, 20, 20, 20, 20, 20, 20, 20, 20)
@@ -49,7 +50,7 @@ CUSTOM_BUGS = (
 )
 
 
-class ToyFeatNet(nn.Module):
+class ToyFeatNet(PooledLinearHead):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, global_pool: str = "avg", levels: int = 4,
                  bug: str = "ok", **kwargs):
         super().__init__()
@@ -67,7 +68,7 @@ class ToyFeatNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.num_features = self.head_hidden_size = widths[-1]
         self.norm = nn.BatchNorm2d(widths[-1])
-        self.head = nn.Linear(widths[-1], num_classes) if num_classes else nn.Identity()
+        self.head = self.make_head(num_classes)
         if bug == "reduction":
             info = [dict(d, reduction=2) for d in info]
         elif bug == "channels":
@@ -82,17 +83,6 @@ class ToyFeatNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.stages(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def _take(self, indices):
         if self.bug == "unchecked_indices":  # 1.0.7's feature_take_indices: no range check

@@ -16,6 +16,7 @@ from timm.models import build_model_with_cfg
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys, toy_cfg
 
 VIT_BUGS = (
@@ -86,7 +87,7 @@ class ToyGeomViT(VisionTransformer):
                                                              num_prefix_tokens=self.num_prefix_tokens))
 
 
-class ToyGeomCNN(nn.Module):
+class ToyGeomCNN(PooledLinearHead):
     """Any input size: convs and a global pool; the map of an (H, W) input is (H/4, W/4)."""
 
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, bug: str = "ok", global_pool: str = "avg",
@@ -97,7 +98,7 @@ class ToyGeomCNN(nn.Module):
         self.num_features = self.head_hidden_size = 16
         self.stem = nn.Conv2d(in_chans, 8, 3, 2, 1)
         self.stage = nn.Conv2d(8, 16, 3, 2, 1)
-        self.head = nn.Linear(16, num_classes) if num_classes else nn.Identity()
+        self.head = self.make_head(num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage(torch.relu(self.stem(x)))
@@ -106,16 +107,6 @@ class ToyGeomCNN(nn.Module):
             x = x.flatten(2).reshape(b, c, w, h)
         return x
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(16, num_classes) if num_classes else nn.Identity()
 
 
 def _vit(name: str, bug: str):
