@@ -49,3 +49,22 @@ def _read_junit(path: Path) -> tuple[dict[str, str], dict[str, str]]:
                 outcome, message = ("xfailed" if xfail else "skipped"), child.get("message") or ""
         outcomes[tid], messages[tid] = outcome, message
     return outcomes, messages
+
+
+INSTALLED = "installed"  # the timm importable in the test environment (the newest release in CI)
+
+
+def release_runs(tmp_path_factory, label: str):
+    """``run(version, args)``: run_suites(args) under timm ``version`` (a release installed by
+    harness.weights.releases, or INSTALLED), cached per (version, args) for a test module."""
+    from harness.weights.releases import timm_release
+
+    cache: dict[tuple, SuiteRun] = {}
+
+    def run(version: str, args: list[str]) -> SuiteRun:
+        key = (version, tuple(args))
+        if key not in cache:
+            path = [] if version == INSTALLED else [timm_release(version)]
+            cache[key] = run_suites(args, tmp_path_factory.mktemp(f"{label}-{version}"), path)
+        return cache[key]
+    return run

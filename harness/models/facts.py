@@ -1,5 +1,6 @@
 """Facts about each model gathered once on the meta device (parameter count, module,
-input size), cached per timm release so collecting ~1,400 models stays cheap."""
+input size, reparam sites, feature extraction and input-geometry support), cached per
+timm release so collecting ~1,400 models stays cheap."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ from typing import Callable
 
 from harness.models import build
 from harness.models.discovery import reparam_sites
+from harness.models.feature_support import FeatureFacts, feature_facts
+from harness.models.input_geometry import GeometryFacts, geometry_facts
 
 
 @dataclass(frozen=True)
@@ -19,11 +22,15 @@ class ModelFacts:
     input_size: tuple[int, ...]
     meta_error: str = ""
     reparam_sites: tuple[str, ...] = ()  # modules reparameterize_model would touch
+    features: FeatureFacts | None = None  # None: the model declares no feature_info
+    geometry: GeometryFacts | None = None
 
     @staticmethod
     def from_json(data: dict) -> "ModelFacts":
         return ModelFacts(**{**data, "input_size": tuple(data["input_size"]),
-                             "reparam_sites": tuple(data.get("reparam_sites", ()))})
+                             "reparam_sites": tuple(data.get("reparam_sites", ())),
+                             "features": FeatureFacts.from_json(data.get("features")),
+                             "geometry": GeometryFacts.from_json(data.get("geometry"))})
 
 
 def gather(model_name: str) -> ModelFacts:
@@ -33,11 +40,13 @@ def gather(model_name: str) -> ModelFacts:
     except Exception as exc:  # noqa: BLE001 - recorded; the create check reports it properly
         return ModelFacts(model_name, module, None, build.choose_input_size(model_name, None),
                           meta_error=f"{type(exc).__name__}: {exc}"[:300])
-    return ModelFacts(model_name, module, build.param_count(model),
-                      build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model))
+    input_size = build.choose_input_size(model_name, model)
+    return ModelFacts(model_name, module, build.param_count(model), input_size, reparam_sites=reparam_sites(model),
+                      features=feature_facts(model_name, model, input_size),
+                      geometry=geometry_facts(model_name, model))
 
 
-def cache_key(model_name: str, kind: str = "facts/v2") -> str:
+def cache_key(model_name: str, kind: str = "facts/v3") -> str:
     """Keyed by timm version and the defining file's mtime, so a local checkout being
     edited never serves stale facts. ``kind`` names what is cached and its format version
     (models.capabilities caches under its own kind)."""

@@ -15,6 +15,7 @@ from typing import Callable
 
 import pytest
 
+from harness.checks import features, geometry
 from harness.checks.constructor_kwargs import KwargCase
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
@@ -174,6 +175,8 @@ def _removed(cases: list[ModelCase], config: pytest.Config) -> list:
 SCOPED_PARAMETRIZERS: dict[str, tuple[str, ...]] = {
     "create": ("create", "entry_kwargs", "constructor_kwargs"),
     "pretrained": ("create",),
+    "features": ("features_out_indices", "features_intermediates", "features_wrappers", "features_models",
+                 "features_prune", "features_script"),
 }
 
 
@@ -184,7 +187,10 @@ def smoke_scope_misses(cases: list[ModelCase], config: pytest.Config) -> list[tu
     for family, patterns in smoke.SMOKE_SCOPES.items():
         ids = [p.id for name in SCOPED_PARAMETRIZERS.get(family, (family,))
                for p in PARAMETRIZERS[name].make(cases, config)]
-        misses += [(family, pat) for pat in patterns if not fnmatch.filter(ids, pat)]
+        selects = {pat: bool(fnmatch.filter(ids, pat)) for pat in patterns}
+        # smoke._models gives a model both '<model>' and '<model>-*': one of the two is enough
+        misses += [(family, pat) for pat in patterns
+                   if not selects[pat] and not selects.get(f"{pat}-*") and not selects.get(pat.removesuffix("-*"))]
     return misses
 
 
@@ -218,6 +224,58 @@ def not_applicable(config: pytest.Config, seen: set[tuple[str, str]],
             why = p.why_none(case, config) if p is not None and p.why_none else "its suite generated no case"
             out.append((case.model, family, why))
     return out
+
+
+def _with_features(cases: list[ModelCase]) -> list[ModelCase]:
+    """Models that declare feature_info (discovered: harness.models.feature_support)."""
+    return [c for c in cases if c.facts.features is not None]
+
+
+@parametrizer("features_out_indices", "feature_case")
+def _features_out_indices(cases: list[ModelCase], config: pytest.Config) -> list:
+    """features_only=True at each out_indices case: '<model>-out_indices_<default|subset|negative|invalid>'."""
+    return [pytest.param(c, case, id=f"{c.model}-out_indices_{case}")
+            for c in _with_features(cases) for case in features.out_indices_cases(c.facts.features)]
+
+
+@parametrizer("features_intermediates", "feature_case")
+def _features_intermediates(cases: list[ModelCase], config: pytest.Config) -> list:
+    """forward_intermediates cases of models that have it: '<model>-<all|norm|stop_early|output_fmt_F>'."""
+    return [pytest.param(c, case, id=f"{c.model}-{case}")
+            for c in _with_features(cases) for case in features.intermediates_cases(c.facts.features)]
+
+
+@parametrizer("features_wrappers", "feature_case")
+def _features_wrappers(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Each other feature wrapper that applies: '<model>-feature_cls_<hook|fx|getter>'."""
+    return [pytest.param(c, w, id=f"{c.model}-feature_cls_{w}")
+            for c in _with_features(cases) for w in c.facts.features.wrappers()]
+
+
+@parametrizer("features_models")
+def _features_models(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One test per model with feature_info: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases)]
+
+
+@parametrizer("features_prune")
+def _features_prune(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Models with prune_intermediate_layers: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases) if c.facts.features.prune]
+
+
+@parametrizer("features_script")
+def _features_script(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Features models timm supports scripting: '<model>'."""
+    return [pytest.param(c, id=c.model) for c in _with_features(cases)
+            if features.script_supported(c.model, c.facts.features)]
+
+
+@parametrizer("geometry", "geometry_case")
+def _geometry(cases: list[ModelCase], config: pytest.Config) -> list:
+    """The input-size cases a model declares (harness.models.input_geometry): '<model>-<case>_<H>x<W>'."""
+    return [pytest.param(c, case, id=f"{c.model}-{case}")
+            for c in cases if c.facts.geometry is not None for case in geometry.geometry_cases(c.facts.geometry)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

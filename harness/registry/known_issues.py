@@ -146,6 +146,21 @@ _CONSTRUCTOR_KWARG_ISSUES = (
                match=r"must match the size of tensor b"),
 )
 
+_HRNET_FEATURE_MODULES = (
+    "HRNet's feature_info names modules the model does not have: 'stem' (its stem is conv1/bn1/act1/conv2/"
+    "bn2/act2) and 'stage1'..'stage4' (the levels come from HighResolutionNetFeatures' incre modules), so "
+    "no hook on them can return the levels and features_only=True, feature_cls='hook' raises KeyError: "
+    "'stem', feature_cls='fx' ValueError: node: 'stem' is not present (hrnet.py feature_info is the same in "
+    "0.9.16, 1.0.12 and 1.0.31: not fixed)"
+)
+
+_BLOCK_MODULES = (
+    "feature_info names modules 'block.0'..'block.3', which the model does not have: its stages are "
+    "`stages` (MViTv2) / `blocks` (Twins), so a hook or FX tap at feature_info's modules cannot be placed "
+    "(the default FeatureGetterNet never looks them up). Written so when both gained feature_info in 1.0.3 "
+    "(679daef7); mvitv2.py and twins.py unchanged in 1.0.31"
+)
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + (
     KnownIssue(
         "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
@@ -159,6 +174,14 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWAR
                match=_NPZ_LOADER_ERROR),
     KnownIssue(_EVA_MODELS, "onnx", ">=1.0.26", variant="*-torchscript", reason=_EVA_IS_CAUSAL,
                match=r"scaled_dot_product_attention\(\): argument 'is_causal' must be bool, not Tensor"),
+    KnownIssue("mvitv2_*,twins_*", "features", ">=1.0.3", variant="*-out_indices_default", reason=_BLOCK_MODULES,
+               match=r"level 0: feature_info names module 'block.0', which the model does not have"),
+    KnownIssue("hrnet_*", "features", "", variant="*-out_indices_default", reason=_HRNET_FEATURE_MODULES,
+               match=r"level 0: feature_info names module 'stem', which the model does not have"),
+    KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_hook", reason=_HRNET_FEATURE_MODULES,
+               match=r"feature_cls='hook'\) raised KeyError: 'stem'"),
+    KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_fx", reason=_HRNET_FEATURE_MODULES,
+               match=r"feature_cls='fx'\) raised ValueError: node: 'stem' is not present"),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),

@@ -25,11 +25,19 @@ SMOKE_MODELS: tuple[str, ...] = (
     "levit_128s",                      # hybrid conv/attention, distilled head
 )
 
+
+def _models(*names: str) -> tuple[str, ...]:
+    """Patterns selecting every case of the named models (per-model ids and '<model>-...')."""
+    return tuple(p for n in names for p in (n, f"{n}-*"))
+
+
 # Within the smoke selection, the check families whose every case is costly (an ONNX
 # export through dynamo takes ~40 s a model on 2 cores; patch_size builds a ViT-B per tag
-# and geometry) run on a curated subset, so `nox -s compat` stays a quick gate. Keys are
-# check families, values fnmatch patterns over the test's parameter id; a family not
-# listed runs every smoke model. `--models 'pattern,...'` or `all` runs every case.
+# and geometry; features builds a dozen features models per model, ~30 s a model on 2
+# shared cores, 200 s for vit_base_patch16_clip_224) run on a curated subset, so
+# `nox -s compat` stays a quick gate. Keys are check families, values fnmatch patterns over
+# the test's parameter id; a family not listed runs every smoke model.
+# `--models 'pattern,...'` or `all` runs every case.
 # The discovered depth cases (pools, in_chans, head / constructor kwargs, reset configs per
 # pool) multiply the create / pretrained / reset_classifier cases ~4x; under smoke a subset
 # runs that still covers each kind once per model: the first-class pools (max, catavgmax,
@@ -55,6 +63,15 @@ SMOKE_SCOPES: dict[str, tuple[str, ...]] = {
              "convnext_atto-dynamo", "vit_tiny_patch16_224-dynamo", "repvgg_a0-dynamo*"),
     "patch_size": ("vit_tiny_patch16_224.augreg_in21k-*", "vit_base_patch16_clip_224.openai-*",
                    "vit_base_patch16_clip_224.laion2b-*"),
+    # one model per features wrapper: FeatureListNet (resnet18), a model-specific class
+    # (mobilenetv3), FeatureGetterNet on a ViT and a hybrid (vit_tiny, levit), HRNet's own class
+    # and its known feature_info issue, and the structural path (vit_so150m, over --max-params)
+    "features": _models("resnet18", "mobilenetv3_small_050", "vit_tiny_patch16_224", "levit_128s",
+                        "hrnet_w18_small", "vit_so150m_patch16_reg4_map_256"),
+    # every ViT knob (vit_tiny), a distilled ViT (deit), the structural path (vit_so150m), an
+    # img_size hybrid (levit) and any-size CNNs (resnet18, convnext_atto)
+    "geometry": _models("vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "vit_so150m_patch16_reg4_map_256",
+                        "levit_128s", "resnet18", "convnext_atto"),
 }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.registry.test_ids import model_of
-from harness.reports.summary import outcome_of
+from harness.reports.summary import family_of, outcome_of
 
 RESULTS_FILE = "results.json"
 SCHEMA = 1
@@ -102,11 +102,7 @@ class ResultsCollector:
         self.started = time.time()
 
     def family_of(self, report) -> str | None:
-        keywords = getattr(report, "keywords", {}) or {}
-        found = next((f for f in self.families if f in keywords), None)
-        if found is None:
-            found = dict(getattr(report, "user_properties", []) or []).get("harness_family")
-        return found
+        return family_of(report, self.families)
 
     def add(self, report) -> TestResult | None:
         family = self.family_of(report)

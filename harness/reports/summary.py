@@ -24,6 +24,19 @@ def outcome_of(report) -> str | None:
     return None
 
 
+
+def family_of(report, families) -> str | None:
+    """The check family of a test report: the marker the plugin recorded on the item
+    (user property ``harness_family``), else the first family among its keywords. The
+    recorded marker comes first because keywords also hold every parent node's name, so a
+    checkout in a folder named like a family ('features', 'golden') would claim every test."""
+    found = dict(getattr(report, "user_properties", []) or []).get("harness_family")
+    if found in families:
+        return found
+    keywords = getattr(report, "keywords", {}) or {}
+    return next((f for f in families if f in keywords), None)
+
+
 class RunSummary:
     """A pytest plugin object: collects outcomes, prints and writes the summary."""
 
@@ -53,7 +66,7 @@ class RunSummary:
         outcome = outcome_of(report)
         if outcome is None:
             return
-        family = next((k for k in self.families if k in report.keywords), "other")
+        family = family_of(report, self.families) or "other"
         self.counts[family][outcome] += 1
         if param_id(report.nodeid) is not None:
             (self.layers if family == "layers" else self.models).add(model_of(report.nodeid))
