@@ -27,6 +27,11 @@ def timm_version() -> str:
     return timm.__version__
 
 
+def timm_package_dir() -> str:
+    """The directory of the imported timm package (an installed release or a checkout)."""
+    return os.path.dirname(timm.__file__)
+
+
 def entrypoint_module(model_name: str) -> str:
     return timm.models.model_entrypoint(model_name).__module__
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from harness.models import build
-from harness.models.discovery import reparam_sites
+from harness.models.discovery import accepts_factory_kwargs, declares_deferred_init, reparam_sites
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class ModelFacts:
     input_size: tuple[int, ...]
     meta_error: str = ""
     reparam_sites: tuple[str, ...] = ()  # modules reparameterize_model would touch
+    factory_kwargs: bool = False          # the constructor takes device= and dtype=
+    deferred_init: bool = False           # init_weights(needs_reset=...) exists (meta-device init)
 
     @staticmethod
     def from_json(data: dict) -> "ModelFacts":
@@ -34,7 +36,8 @@ def gather(model_name: str) -> ModelFacts:
         return ModelFacts(model_name, module, None, build.choose_input_size(model_name, None),
                           meta_error=f"{type(exc).__name__}: {exc}"[:300])
     return ModelFacts(model_name, module, build.param_count(model),
-                      build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model))
+                      build.choose_input_size(model_name, model), reparam_sites=reparam_sites(model),
+                      factory_kwargs=accepts_factory_kwargs(model), deferred_init=declares_deferred_init(model))
 
 
 def cache_key(model_name: str) -> str:
@@ -43,7 +46,7 @@ def cache_key(model_name: str) -> str:
     module = sys.modules.get(build.entrypoint_module(model_name))
     path = getattr(module, "__file__", "") or ""
     stamp = int(os.path.getmtime(path)) if path and os.path.exists(path) else 0
-    return f"harness/facts/v2/{build.timm_version()}/{stamp}/{model_name}"
+    return f"harness/facts/v3/{build.timm_version()}/{stamp}/{model_name}"
 
 
 def facts_for(model_name: str, cache_get: Callable | None = None,

@@ -16,8 +16,10 @@ import pytest
 
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
+from harness.checks.transforms import applicable as applicable_transforms
 from harness.models.variants import LOAD_MODES, head_variants
 from harness.plugin.collection import ModelCase, compat_sets, model_cases
+from harness.plugin.options import HarnessOptions
 
 Make = Callable[[list[ModelCase], pytest.Config], list]
 
@@ -91,6 +93,14 @@ def _compat(cases: list[ModelCase], config: pytest.Config) -> list:
     by_model = {c.model: c for c in cases}
     return [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}")
             for s in compat_sets(config) if s.model in by_model]
+
+
+@parametrizer("transforms", "transform")
+def _transforms(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Each transform that applies (TorchScript/FX where timm claims them, inductor with
+    --device cuda): '<model>-<transform>'."""
+    cuda = HarnessOptions.from_config(config).device == "cuda"
+    return [pytest.param(c, t, id=f"{c.model}-{t}") for c in cases for t in applicable_transforms(c.model, cuda)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
