@@ -14,6 +14,7 @@ from typing import Callable
 
 import pytest
 
+from harness.checks.meta_init import applicable as meta_init_variants
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
 from harness.checks.transforms import applicable as applicable_transforms
@@ -101,6 +102,13 @@ def _transforms(cases: list[ModelCase], config: pytest.Config) -> list:
     --device cuda): '<model>-<transform>'."""
     cuda = HarnessOptions.from_config(config).device == "cuda"
     return [pytest.param(c, t, id=f"{c.model}-{t}") for c in cases for t in applicable_transforms(c.model, cuda)]
+
+
+@parametrizer("meta_init", "variant")
+def _meta_init(cases: list[ModelCase], config: pytest.Config) -> list:
+    """meta_to_empty and accelerate for every model, init_weights and device_dtype where the
+    signatures declare them (cached facts): '<model>-<variant>'."""
+    return [pytest.param(c, v, id=f"{c.model}-{v}") for c in cases for v in meta_init_variants(c.facts)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:
