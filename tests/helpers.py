@@ -49,3 +49,23 @@ def _read_junit(path: Path) -> tuple[dict[str, str], dict[str, str]]:
                 outcome, message = ("xfailed" if xfail else "skipped"), child.get("message") or ""
         outcomes[tid], messages[tid] = outcome, message
     return outcomes, messages
+
+
+def patched_timm(tmp_path: Path, relpath: str, old: str, new: str) -> Path:
+    """A copy of the importable timm with one edit (``old`` -> ``new`` in ``timm/<relpath>``),
+    for planting a bug in timm's own code: put the returned directory first on PYTHONPATH
+    (run_suites' pythonpath). Fails if ``old`` is not in the file, so a planted bug never
+    silently stops being planted when timm changes."""
+    import shutil
+
+    import timm
+
+    root = tmp_path / "patched-timm"
+    target = root / "timm"
+    if not target.exists():
+        shutil.copytree(Path(timm.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__"))
+    path = target / relpath
+    text = path.read_text()
+    assert old in text, f"timm/{relpath} no longer contains the text the planted bug replaces: {old!r}"
+    path.write_text(text.replace(old, new))
+    return root

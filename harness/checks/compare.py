@@ -7,6 +7,7 @@ from typing import Iterable, Mapping
 import torch
 
 from harness.checks.numerics import describe_budget, error_budget, max_abs_error
+from harness.models.build import flatten_outputs  # noqa: F401 - the checks' name for it
 from harness.registry.tolerances import Tolerance
 
 MAX_LISTED = 12
@@ -34,17 +35,6 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str,
         torch.testing.assert_close(actual.detach().cpu(), expected.detach().cpu(), rtol=rtol, atol=atol)
     except AssertionError as exc:
         raise AssertionError(f"{what} differs: {error_summary(actual, expected)}\n{exc}") from None
-
-
-def flatten_outputs(out) -> list[torch.Tensor]:
-    """A forward's output as a list of tensors (tensors, nested sequences and dicts)."""
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in flatten_outputs(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in flatten_outputs(o)]
-    raise AssertionError(f"forward returned {type(out).__name__}, expected tensor(s)")
 
 
 def assert_finite(t: torch.Tensor, what: str) -> None:

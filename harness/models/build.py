@@ -88,6 +88,17 @@ def create(model_name: str, device: str | torch.device = "cpu", **kwargs: Any) -
             return timm.create_model(model_name, **kwargs).eval()
 
 
+def flatten_outputs(out) -> list[torch.Tensor]:
+    """A forward's output as a list of tensors (tensors, nested sequences and dicts)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flatten_outputs(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in flatten_outputs(o)]
+    raise AssertionError(f"forward returned {type(out).__name__}, expected tensor(s)")
+
+
 def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -111,6 +111,16 @@ def _meta_init(cases: list[ModelCase], config: pytest.Config) -> list:
     return [pytest.param(c, v, id=f"{c.model}-{v}") for c in cases for v in meta_init_variants(c.facts)]
 
 
+@parametrizer("train_checkpoint", "compat_artifact")
+def _train_checkpoint(cases: list[ModelCase], config: pytest.Config) -> list:
+    """The candidate's own training checkpoint, '<model>-candidate' (compat_artifact None),
+    and each one a baseline release wrote into --compat-dir, '<model>-<baseline version>'."""
+    by_model = {c.model: c for c in cases}
+    return [pytest.param(c, None, id=f"{c.model}-candidate") for c in cases] + \
+        [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}") for s in compat_sets(config)
+         if s.model in by_model]
+
+
 def generate_tests(metafunc: pytest.Metafunc) -> None:
     """pytest_generate_tests for the suites: parametrize by the test's ``cases`` marker."""
     marker = metafunc.definition.get_closest_marker("cases")
