@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),
+    "registry-dump": ("harness.weights.registry_dump", "the importable timm's registry and public names as JSON"),
 }
 
 

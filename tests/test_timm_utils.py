@@ -9,6 +9,7 @@ tests/toys/toy_utils_models.py, tests/toys/toy_onnx_models.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -81,7 +82,7 @@ def test_planted_edits_of_timms_loader_fail(old, new, message, tmp_path):
     run = run_suites(PLUGINS + ["--models", "toy_utils_ok", "-k", "train_checkpoint"], tmp_path, [timm_copy])
     test = "test_train_checkpoint[toy_utils_ok-candidate]"
     assert run.outcomes == {test: "failed"}, run.output
-    assert __import__("re").search(message, run.messages[test]), run.messages[test]
+    assert re.search(message, run.messages[test]), run.messages[test]
 
 
 def test_baseline_checkpoints_from_the_compat_dir(tmp_path):

@@ -22,6 +22,7 @@ from harness.weights.deterministic import single_thread
 # op order in timm moves the output. Artifacts written on another machine (other CPU
 # kernels) may need more; a deep model's logits can amplify float32 noise a lot.
 RTOL, ATOL = 1e-5, 1e-5
+REGISTRY_FILE = "registry.json"  # harness.weights.registry_dump.FILENAME, one per exported release
 
 
 class CompatLayoutError(ValueError):
@@ -55,7 +56,7 @@ def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
         if not vdir.is_dir():
             raise CompatLayoutError(f"--compat-dir {compat_dir}: {vdir.name} is not a directory")
         models = sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not models:
+        if not models and not (vdir / REGISTRY_FILE).is_file():
             raise CompatLayoutError(f"--compat-dir {compat_dir}: {vdir.name}/ holds no model directory")
         versions.append(vdir.name)
         if vdir.name != candidate_version:
@@ -65,6 +66,14 @@ def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
         raise CompatLayoutError(f"--compat-dir {compat_dir}: holds {found}; compat needs artifacts written by "
                                 f"another release than the candidate timm {candidate_version}")
     return sets
+
+
+def registry_files(compat_dir: Path, candidate_version: str) -> list[tuple[str, Path]]:
+    """(version, path) of each release's registry dump in compat_dir, the candidate's own
+    excluded (discover() has already vetted the layout)."""
+    return [(vdir.name, vdir / REGISTRY_FILE) for vdir in sorted(compat_dir.iterdir())
+            if vdir.is_dir() and not vdir.name.startswith(".") and vdir.name != candidate_version
+            and (vdir / REGISTRY_FILE).is_file()]
 
 
 def verified_manifest(artifact: ArtifactSet) -> artifacts.Manifest:

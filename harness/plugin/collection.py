@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from harness.checks.compat import CompatLayoutError, discover
+from harness.checks.compat import CompatLayoutError, discover, registry_files
 from harness.models import build
 from harness.models.facts import ModelFacts, facts_for
 from harness.models.selection import SelectionError, resolve_models
@@ -60,6 +61,24 @@ def model_cases(config: pytest.Config) -> list[ModelCase]:
             cases.append(ModelCase(name, facts, family_for(name, facts.module), numeric))
         config.stash[_CASES] = cases
     return config.stash[_CASES]
+
+
+PACKAGE = "timm"  # the pseudo-model of package-level tests (import surface, registry): 'timm-<variant>'
+
+
+def package_case() -> ModelCase:
+    """The case of a package-level test: its id starts with 'timm', so reports put it on a
+    'timm' row and known issues match it with models='timm'."""
+    return ModelCase(PACKAGE, ModelFacts(PACKAGE, PACKAGE, None, (3, 224, 224)), family_for(PACKAGE, PACKAGE), False)
+
+
+def registry_baselines(config: pytest.Config) -> list[tuple[str, Path]]:
+    """(version, registry.json) of each baseline release in --compat-dir ([] without)."""
+    opts = HarnessOptions.from_config(config)
+    if opts.compat_dir is None:
+        return []
+    compat_sets(config)  # vets the layout (a usage error otherwise)
+    return registry_files(opts.compat_dir, build.timm_version())
 
 
 def compat_sets(config: pytest.Config) -> list:

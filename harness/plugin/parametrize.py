@@ -17,9 +17,16 @@ import pytest
 from harness.checks.meta_init import applicable as meta_init_variants
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
+from harness.checks.surface import IMPORT_CHECKS
 from harness.checks.transforms import applicable as applicable_transforms
 from harness.models.variants import LOAD_MODES, head_variants
-from harness.plugin.collection import ModelCase, compat_sets, model_cases
+from harness.plugin.collection import (
+    ModelCase,
+    compat_sets,
+    model_cases,
+    package_case,
+    registry_baselines,
+)
 from harness.plugin.options import HarnessOptions
 
 Make = Callable[[list[ModelCase], pytest.Config], list]
@@ -119,6 +126,21 @@ def _train_checkpoint(cases: list[ModelCase], config: pytest.Config) -> list:
     return [pytest.param(c, None, id=f"{c.model}-candidate") for c in cases] + \
         [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}") for s in compat_sets(config)
          if s.model in by_model]
+
+
+@parametrizer("surface_import", "import_check")
+def _surface_import(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Package-level import checks: 'timm-warnings_as_errors', 'timm-deprecated_aliases'."""
+    case = package_case()
+    return [pytest.param(case, check, id=f"{case.model}-{check}") for check in IMPORT_CHECKS]
+
+
+@parametrizer("surface_baseline", "baseline")
+def _surface_baseline(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One per baseline registry dump in --compat-dir: 'timm-<baseline version>'."""
+    case = package_case()
+    return [pytest.param(case, (version, path), id=f"{case.model}-{version}")
+            for version, path in registry_baselines(config)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

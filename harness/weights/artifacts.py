@@ -10,7 +10,8 @@ harness.weights.training_checkpoints) and ``manifest.json`` (timm/torch/python v
 model, create kwargs, sha256 of every file). The manifest is written last, inside a
 staging directory that is renamed into place, so a model directory either verifies
 completely or is rebuilt: exports are atomic, idempotent (a verified model is skipped)
-and resumable (an interrupted run redoes only the models it had not committed). Only APIs that timm 0.9.16 already had are used.
+and resumable (an interrupted run redoes only the models it had not committed). Only APIs
+that timm 0.9.16 already had are used.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness.models import build
-from harness.weights import checkpoints, training_checkpoints
+from harness.weights import checkpoints, registry_dump, training_checkpoints
 from harness.weights.deterministic import fill_deterministic, make_input, single_thread
 
 FORMAT = 1
@@ -222,9 +223,17 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
 
 
 def export(root: Path, models: list[str], max_params: int | None = None, log=print) -> dict[str, str]:
-    """Export each model (one failure does not stop the others). Returns model -> status,
+    """Export each model (one failure does not stop the others) and the release's registry
+    dump (root/<version>/registry.json, for the surface checks). Returns model -> status,
     where a failure's status starts with 'FAILED'."""
     clean_stale_staging(root / build.timm_version())
+    registry = root / build.timm_version() / registry_dump.FILENAME
+    try:
+        registry_dump.read(registry)
+        log(f"{build.timm_version()} {registry_dump.FILENAME}: up to date")
+    except registry_dump.RegistryDumpError:
+        registry_dump.write(registry)
+        log(f"{build.timm_version()} {registry_dump.FILENAME}: written")
     results = {}
     for name in models:
         try:
