@@ -42,7 +42,8 @@ class ArtifactSet:
 def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
     """Every model directory under compat_dir/<version>/ written by a release other than the
     candidate. Layout problems raise CompatLayoutError; a damaged model directory is still
-    returned (its checks fail with the reason)."""
+    returned (its checks fail with the reason). A directory holding only other releases'
+    registry dumps (``registry.json``: the surface checks) is valid and has no sets."""
     if not compat_dir.is_dir():
         raise CompatLayoutError(f"--compat-dir {compat_dir}: no such directory (write one with "
                                 f"`python -m harness export {compat_dir}` under a baseline timm)")
@@ -61,7 +62,7 @@ def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
         versions.append(vdir.name)
         if vdir.name != candidate_version:
             sets += [ArtifactSet(vdir.name, m.name, m) for m in models]
-    if not sets:
+    if not sets and not registry_files(compat_dir, candidate_version):
         found = f"only timm {', '.join(versions)}" if versions else "no version directory"
         raise CompatLayoutError(f"--compat-dir {compat_dir}: holds {found}; compat needs artifacts written by "
                                 f"another release than the candidate timm {candidate_version}")

@@ -99,7 +99,7 @@ def compat_sets(config: pytest.Config) -> list:
             raise pytest.UsageError(str(exc)) from None
         names = set(selected_names(config))
         chosen = [s for s in sets if s.model in names]
-        if not chosen:
+        if not chosen and not registry_files(opts.compat_dir, build.timm_version()):
             raise pytest.UsageError(f"--compat-dir {opts.compat_dir} holds artifacts for "
                                     f"{', '.join(sorted({s.model for s in sets}))}; none is in --models {opts.models!r}")
         config.stash[_COMPAT] = chosen
