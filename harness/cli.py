@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
     "sample": ("harness.models.sample", "a named sample of the zoo (the smallest model of each timm module)"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),
+    "registry-dump": ("harness.weights.registry_dump", "the importable timm's registry and public names as JSON"),
 }
 
 

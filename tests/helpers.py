@@ -68,3 +68,23 @@ def release_runs(tmp_path_factory, label: str):
             cache[key] = run_suites(args, tmp_path_factory.mktemp(f"{label}-{version}"), path)
         return cache[key]
     return run
+
+
+def patched_timm(tmp_path: Path, relpath: str, old: str, new: str) -> Path:
+    """A copy of the importable timm with one edit (``old`` -> ``new`` in ``timm/<relpath>``),
+    for planting a bug in timm's own code: put the returned directory first on PYTHONPATH
+    (run_suites' pythonpath). Fails if ``old`` is not in the file, so a planted bug never
+    silently stops being planted when timm changes."""
+    import shutil
+
+    import timm
+
+    root = tmp_path / "patched-timm"
+    target = root / "timm"
+    if not target.exists():
+        shutil.copytree(Path(timm.__file__).parent, target, ignore=shutil.ignore_patterns("__pycache__"))
+    path = target / relpath
+    text = path.read_text()
+    assert old in text, f"timm/{relpath} no longer contains the text the planted bug replaces: {old!r}"
+    path.write_text(text.replace(old, new))
+    return root

@@ -53,7 +53,10 @@ def test_export_is_idempotent_verified_and_rebuilds_a_corrupt_copy(tmp_path):
     manifest = artifacts.verify(model_dir)
     assert manifest.timm == build.timm_version() and manifest.has_pickle
     assert set(manifest.data["files"]) == {"state_dict.safetensors", "model.pth", "input.safetensors",
-                                           "outputs.safetensors"}
+                                           "outputs.safetensors", "train_checkpoint.pth.tar",
+                                           "train_expected.safetensors"}
+    assert manifest.train_checkpoint == {"file": "train_checkpoint.pth.tar", "expected": "train_expected.safetensors",
+                                         "epoch": 3, "error": ""}
     assert {"torch", "python", "create_kwargs"} <= set(manifest.data)
     assert artifacts.export_model("toy_ok", tmp_path) == "up to date"
     _flip_byte(model_dir / "model.pth")

@@ -6,6 +6,10 @@ from typing import Iterable, Mapping
 
 import torch
 
+from harness.checks.numerics import describe_budget, error_budget, max_abs_error
+from harness.models.build import flatten_outputs  # noqa: F401 - the checks' name for it
+from harness.registry.tolerances import Tolerance
+
 MAX_LISTED = 12
 
 
@@ -64,3 +68,22 @@ def assert_loaded_from(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[st
             problems.append(f"{key}: value differs from the checkpoint, {error_summary(value, ref)}")
     if problems:
         raise AssertionError(_listing("backbone tensors not loaded from the checkpoint", problems))
+
+
+def assert_within_budget(actual: torch.Tensor, reference: torch.Tensor, reference64: torch.Tensor | None,
+                         tol: Tolerance, what: str, against: str = "eager") -> tuple[float, float]:
+    """``actual`` against the float32 eager ``reference``, within the budget that the
+    reference's own error against the float64 run (``reference64``; None: the floor only)
+    allows. Returns (error, budget); raises naming the error as a multiple of err32."""
+    if tuple(actual.shape) != tuple(reference.shape):
+        raise AssertionError(f"{what}: shape {tuple(actual.shape)}, {against} {tuple(reference.shape)}")
+    assert_finite(reference, f"{what}: the eager reference")
+    err = max_abs_error(actual, reference)
+    err32 = max_abs_error(reference, reference64) if reference64 is not None else 0.0
+    budget = error_budget(tol, err32, reference.detach().abs().max().item())
+    if not err <= budget:
+        times = f"{err / err32:.3g} x" if err32 > 0 else "no float64 reference for"
+        raise AssertionError(f"{what} differs from {against}: {error_summary(actual, reference)}; budget "
+                             f"{describe_budget(tol, err32, budget)} ({times} the model's own float32 error "
+                             f"{err32:.3g})")
+    return err, budget

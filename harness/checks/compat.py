@@ -23,6 +23,7 @@ from harness.weights.deterministic import single_thread
 # op order in timm moves the output. Artifacts written on another machine (other CPU
 # kernels) may need more; a deep model's logits can amplify float32 noise a lot.
 RTOL, ATOL = 1e-5, 1e-5
+REGISTRY_FILE = "registry.json"  # harness.weights.registry_dump.FILENAME, one per exported release
 
 
 class CompatLayoutError(ValueError):
@@ -44,7 +45,8 @@ class ArtifactSet:
 def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
     """Every model directory under compat_dir/<version>/ written by a release other than the
     candidate. Layout problems raise CompatLayoutError; a damaged model directory is still
-    returned (its checks fail with the reason)."""
+    returned (its checks fail with the reason). A directory holding only other releases'
+    registry dumps (``registry.json``: the surface checks) is valid and has no sets."""
     if not compat_dir.is_dir():
         raise CompatLayoutError(f"--compat-dir {compat_dir}: no such directory (write one with "
                                 f"`python -m harness export {compat_dir}` under a baseline timm)")
@@ -58,12 +60,12 @@ def discover(compat_dir: Path, candidate_version: str) -> list[ArtifactSet]:
         if not vdir.is_dir():
             raise CompatLayoutError(f"--compat-dir {compat_dir}: {vdir.name} is not a directory")
         models = sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not models:
+        if not models and not (vdir / REGISTRY_FILE).is_file():
             raise CompatLayoutError(f"--compat-dir {compat_dir}: {vdir.name}/ holds no model directory")
         versions.append(vdir.name)
         if vdir.name != candidate_version:
             sets += [ArtifactSet(vdir.name, m.name, m, *_kind_of(m)) for m in models]
-    if not sets:
+    if not sets and not registry_files(compat_dir, candidate_version):
         found = f"only timm {', '.join(versions)}" if versions else "no version directory"
         raise CompatLayoutError(f"--compat-dir {compat_dir}: holds {found}; compat needs artifacts written by "
                                 f"another release than the candidate timm {candidate_version}")
@@ -78,6 +80,14 @@ def _kind_of(model_dir: Path) -> tuple[str, bool]:
         return str(data.get("kind", "full")), artifacts.REFERENCE in (data.get("files") or {})
     except (OSError, ValueError, AttributeError):
         return "full", False
+
+
+def registry_files(compat_dir: Path, candidate_version: str) -> list[tuple[str, Path]]:
+    """(version, path) of each release's registry dump in compat_dir, the candidate's own
+    excluded (discover() has already vetted the layout)."""
+    return [(vdir.name, vdir / REGISTRY_FILE) for vdir in sorted(compat_dir.iterdir())
+            if vdir.is_dir() and not vdir.name.startswith(".") and vdir.name != candidate_version
+            and (vdir / REGISTRY_FILE).is_file()]
 
 
 def verified_manifest(artifact: ArtifactSet) -> artifacts.Manifest:

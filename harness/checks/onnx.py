@@ -63,19 +63,9 @@ class OnnxResult:
 
 # ----------------------------------------------------------------------------- export
 
-def _flatten(out) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, (list, tuple)):
-        return [t for o in out for t in _flatten(o)]
-    if isinstance(out, dict):
-        return [t for o in out.values() for t in _flatten(o)]
-    raise OnnxCheckError(f"forward returned {type(out).__name__}, expected tensor(s)")
-
-
 def _eager(model: nn.Module, args: tuple) -> list[torch.Tensor]:
     with torch.no_grad():
-        return _flatten(model(*args))
+        return compare.flatten_outputs(model(*args))
 
 
 def export(model: nn.Module, args: tuple[torch.Tensor, ...], path: Path, exporter: str) -> list[str]:

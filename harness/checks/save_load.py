@@ -13,7 +13,7 @@ from harness.weights import artifacts
 
 def save(model_name: str, root: Path) -> ArtifactSet:
     """Export the model into root/<timm version>/<model>/ (skipped when it verifies)."""
-    artifacts.export_model(model_name, root)
+    artifacts.export_model(model_name, root, training_checkpoint=False)  # the timm_utils family checks those
     return ArtifactSet(build.timm_version(), model_name, root / build.timm_version() / model_name)
 
 

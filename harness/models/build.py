@@ -28,6 +28,11 @@ def timm_version() -> str:
     return timm.__version__
 
 
+def timm_package_dir() -> str:
+    """The directory of the imported timm package (an installed release or a checkout)."""
+    return os.path.dirname(timm.__file__)
+
+
 def entrypoint_module(model_name: str) -> str:
     return timm.models.model_entrypoint(model_name).__module__
 
@@ -82,6 +87,17 @@ def create(model_name: str, device: str | torch.device = "cpu", **kwargs: Any) -
     except Exception:  # noqa: BLE001 - retried below; a real failure re-raises there
         with registered_on_meta():
             return timm.create_model(model_name, **kwargs).eval()
+
+
+def flatten_outputs(out) -> list[torch.Tensor]:
+    """A forward's output as a list of tensors (tensors, nested sequences and dicts)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flatten_outputs(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in flatten_outputs(o)]
+    raise AssertionError(f"forward returned {type(out).__name__}, expected tensor(s)")
 
 
 def param_count(model: nn.Module) -> int:

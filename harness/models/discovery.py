@@ -43,6 +43,42 @@ def reparameterize_model(model: nn.Module) -> nn.Module:
         return timm_reparameterize(model, inplace=False)
 
 
+# ---------------------------------------------------------------- deferred init
+
+FACTORY_KWARGS = ("device", "dtype")
+
+
+def accepts_factory_kwargs(model: nn.Module) -> bool:
+    """Whether the model's class takes ``device=`` and ``dtype=`` (timm's "dd" factory
+    kwargs, 1.0.21 on): read from the constructor's signature, following ``*args,
+    **kwargs`` pass-through constructors (DeiT's distilled class, LeViT's) up the MRO."""
+    for cls in type(model).__mro__:
+        if cls is nn.Module or "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters
+        if all(k in params for k in FACTORY_KWARGS):
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
+
+
+def declares_deferred_init(model: nn.Module) -> bool:
+    """Whether ``model.init_weights`` takes ``needs_reset``: timm's meta-device init API
+    (1.0.23 on), which initializes every parameter after ``to_empty``. Older
+    ``init_weights`` methods (ResNet's ``zero_init_last``) only adjust a normal init."""
+    init = getattr(model, "init_weights", None)
+    if not callable(init):
+        return False
+    return "needs_reset" in inspect.signature(init).parameters
+
+
+def non_persistent_buffers(model: nn.Module) -> tuple[str, ...]:
+    """Buffers left out of the state_dict: computed by the constructor, never loaded."""
+    persistent = set(model.state_dict(keep_vars=True))
+    return tuple(name for name, _ in model.named_buffers() if name not in persistent)
+
+
 # ---------------------------------------------------------------- patch geometry
 
 IMG_SHRINK = 0.7  # new grid = round(0.7 x original grid), e.g. 224/16: 14 -> 10 (img_size 160)

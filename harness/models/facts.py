@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Callable
 
 from harness.models import build
-from harness.models.discovery import reparam_sites
+from harness.models.discovery import accepts_factory_kwargs, declares_deferred_init, reparam_sites
 from harness.models.feature_support import FeatureFacts, feature_facts
 from harness.models.input_geometry import GeometryFacts, geometry_facts
 
@@ -24,6 +24,8 @@ class ModelFacts:
     reparam_sites: tuple[str, ...] = ()  # modules reparameterize_model would touch
     features: FeatureFacts | None = None  # None: the model declares no feature_info
     geometry: GeometryFacts | None = None
+    factory_kwargs: bool = False          # the constructor takes device= and dtype=
+    deferred_init: bool = False           # init_weights(needs_reset=...) exists (meta-device init)
 
     @staticmethod
     def from_json(data: dict) -> "ModelFacts":
@@ -43,10 +45,11 @@ def gather(model_name: str) -> ModelFacts:
     input_size = build.choose_input_size(model_name, model)
     return ModelFacts(model_name, module, build.param_count(model), input_size, reparam_sites=reparam_sites(model),
                       features=feature_facts(model_name, model, input_size),
-                      geometry=geometry_facts(model_name, model))
+                      geometry=geometry_facts(model_name, model),
+                      factory_kwargs=accepts_factory_kwargs(model), deferred_init=declares_deferred_init(model))
 
 
-def cache_key(model_name: str, kind: str = "facts/v3") -> str:
+def cache_key(model_name: str, kind: str = "facts/v4") -> str:
     """Keyed by timm version and the defining file's mtime, so a local checkout being
     edited never serves stale facts. ``kind`` names what is cached and its format version
     (models.capabilities caches under its own kind)."""

@@ -7,11 +7,12 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from harness.checks import layers
-from harness.checks.compat import CompatLayoutError, discover
+from harness.checks.compat import CompatLayoutError, discover, registry_files
 from harness.checks.layers import LayerCase
 from harness.models import build
 from harness.models.capabilities import Capabilities, capabilities_for
@@ -81,6 +82,8 @@ def removed_cases(config: pytest.Config) -> list[ModelCase]:
     gets a case whose only test fails with "model removed"."""
     opts = HarnessOptions.from_config(config)
     return [placeholder_case(name, "not registered") for name in removed_smoke_models(opts.models, opts.exclude)]
+
+
 def selects_any(config: pytest.Config, families: tuple[str, ...]) -> bool:
     """Whether ``-m`` can select a test of any of these check families (True without -m),
     so a run of other families never pays for discovering what it does not use."""
@@ -144,6 +147,24 @@ def layer_cases(config: pytest.Config) -> list[LayerCase]:
     return layers.discover()[0]
 
 
+PACKAGE = "timm"  # the pseudo-model of package-level tests (import surface, registry): 'timm-<variant>'
+
+
+def package_case() -> ModelCase:
+    """The case of a package-level test: its id starts with 'timm', so reports put it on a
+    'timm' row and known issues match it with models='timm'."""
+    return ModelCase(PACKAGE, ModelFacts(PACKAGE, PACKAGE, None, (3, 224, 224)), family_for(PACKAGE, PACKAGE), False)
+
+
+def registry_baselines(config: pytest.Config) -> list[tuple[str, Path]]:
+    """(version, registry.json) of each baseline release in --compat-dir ([] without)."""
+    opts = HarnessOptions.from_config(config)
+    if opts.compat_dir is None:
+        return []
+    compat_sets(config)  # vets the layout (a usage error otherwise)
+    return registry_files(opts.compat_dir, build.timm_version())
+
+
 def compat_sets(config: pytest.Config) -> list:
     """The --compat-dir artifact sets written by other releases for the selected models
     ([] without --compat-dir). Called at configure time, so a bad directory is a usage
@@ -162,7 +183,7 @@ def compat_sets(config: pytest.Config) -> list:
             raise pytest.UsageError(str(exc)) from None
         names = set(selected_names(config))
         chosen = [s for s in sets if s.model in names]
-        if not chosen:
+        if not chosen and not registry_files(opts.compat_dir, build.timm_version()):
             raise pytest.UsageError(f"--compat-dir {opts.compat_dir} holds artifacts for "
                                     f"{', '.join(sorted({s.model for s in sets}))}; none is in --models {opts.models!r}")
         config.stash[_COMPAT] = chosen

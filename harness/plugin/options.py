@@ -9,7 +9,8 @@ import pytest
 
 from harness.models.selection import DEFAULT_MAX_PARAMS
 from harness.registry.check_families import CHECK_FAMILIES, CHECK_FAMILY_DOCS
-from harness.reports import benchmark_csv, golden_update
+from harness.registry.paths import GRAPH_BREAKS_FILE
+from harness.reports import benchmark_csv, golden_update, notes
 from harness.reports.summary import RunSummary
 
 
@@ -31,6 +32,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run as if the known-issues registry were empty: every failure shows")
     group.addoption("--report-dir", default=None, help="write summary.md (and what later reports add) here")
     add_golden_benchmark_options(group)
+    add_transform_options(group)
+
+
+def add_transform_options(group) -> None:
+    """Options of the transforms family (recorded torch.compile graph breaks)."""
+    group.addoption("--graph-breaks-file", default=str(GRAPH_BREAKS_FILE),
+                    help="recorded torch.compile graph-break counts per model (default expected/graph_breaks.json)")
+    group.addoption("--update-graph-breaks", action="store_true",
+                    help="record the graph-break counts of the compile_eager cases instead of comparing")
 
 
 def add_golden_benchmark_options(group) -> None:
@@ -60,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                       "harness-summary")
         golden_update.register(config)
         benchmark_csv.register(config)
+        notes.register(config)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,11 @@ import pytest
 
 from harness.checks import features, geometry
 from harness.checks.constructor_kwargs import KwargCase
+from harness.checks.meta_init import applicable as meta_init_variants
 from harness.checks.onnx import EXPORTERS
 from harness.checks.patch_size import patch_cases
+from harness.checks.surface import IMPORT_CHECKS
+from harness.checks.transforms import applicable as applicable_transforms
 from harness.models.discovery import REPARAM_METHODS, patch_discovery
 from harness.models.variants import LOAD_MODES, head_variants
 from harness.plugin.collection import (
@@ -26,9 +29,12 @@ from harness.plugin.collection import (
     case_capabilities,
     compat_sets,
     model_cases,
+    package_case,
     placeholder_case,
+    registry_baselines,
     removed_cases,
 )
+from harness.plugin.options import HarnessOptions
 from harness.registry import smoke
 from harness.registry.test_ids import model_of
 
@@ -276,6 +282,46 @@ def _geometry(cases: list[ModelCase], config: pytest.Config) -> list:
     """The input-size cases a model declares (harness.models.input_geometry): '<model>-<case>_<H>x<W>'."""
     return [pytest.param(c, case, id=f"{c.model}-{case}")
             for c in cases if c.facts.geometry is not None for case in geometry.geometry_cases(c.facts.geometry)]
+
+
+@parametrizer("transforms", "transform")
+def _transforms(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Each transform that applies (TorchScript/FX where timm claims them, inductor with
+    --device cuda): '<model>-<transform>'."""
+    cuda = HarnessOptions.from_config(config).device == "cuda"
+    return [pytest.param(c, t, id=f"{c.model}-{t}") for c in cases for t in applicable_transforms(c.model, cuda)]
+
+
+@parametrizer("meta_init", "variant")
+def _meta_init(cases: list[ModelCase], config: pytest.Config) -> list:
+    """meta_to_empty and accelerate for every model, init_weights and device_dtype where the
+    signatures declare them (cached facts): '<model>-<variant>'."""
+    return [pytest.param(c, v, id=f"{c.model}-{v}") for c in cases for v in meta_init_variants(c.facts)]
+
+
+@parametrizer("train_checkpoint", "compat_artifact")
+def _train_checkpoint(cases: list[ModelCase], config: pytest.Config) -> list:
+    """The candidate's own training checkpoint, '<model>-candidate' (compat_artifact None),
+    and each one a baseline release wrote into --compat-dir, '<model>-<baseline version>'."""
+    by_model = {c.model: c for c in cases}
+    return [pytest.param(c, None, id=f"{c.model}-candidate") for c in cases] + \
+        [pytest.param(by_model[s.model], s, id=f"{s.model}-{s.version}") for s in compat_sets(config)
+         if s.model in by_model and s.kind == "full"]
+
+
+@parametrizer("surface_import", "import_check")
+def _surface_import(cases: list[ModelCase], config: pytest.Config) -> list:
+    """Package-level import checks: 'timm-warnings_as_errors', 'timm-deprecated_aliases'."""
+    case = package_case()
+    return [pytest.param(case, check, id=f"{case.model}-{check}") for check in IMPORT_CHECKS]
+
+
+@parametrizer("surface_baseline", "baseline")
+def _surface_baseline(cases: list[ModelCase], config: pytest.Config) -> list:
+    """One per baseline registry dump in --compat-dir: 'timm-<baseline version>'."""
+    case = package_case()
+    return [pytest.param(case, (version, path), id=f"{case.model}-{version}")
+            for version, path in registry_baselines(config)]
 
 
 def generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -161,7 +161,42 @@ _BLOCK_MODULES = (
     "(679daef7); mvitv2.py and twins.py unchanged in 1.0.31"
 )
 
-KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + (
+# The surface family's package-level tests ('timm-<baseline version>'): removals a release made
+# without a deprecation mapping, found by diffing registry dumps of every release from 0.9.16 on.
+_BEFORE_1_0_3 = "timm-0.*"
+_SAM2_TAGS = "timm-1.0.9,timm-1.0.1[0-2]"  # the releases that had sam2_hiera_tiny.r224 / .r896
+
+_SURFACE_ISSUES = (
+    KnownIssue(
+        "timm", "surface", ">=1.0.3", test="test_registry", variant=_BEFORE_1_0_3,
+        reason="vit_medium_patch16_reg4_256 (0.9.16, no pretrained weights) was removed in 1.0.3 (commit 7b3b11b6, "
+               "the GAP variants for the SigLIP/PaliGemma weights) with no register_model_deprecations entry, so "
+               "create_model('vit_medium_patch16_reg4_256') raises RuntimeError 'Unknown model'",
+        match=r"models removed without a deprecation mapping \(1\):\n  vit_medium_patch16_reg4_256 \(module "
+              r"vision_transformer\)$"),
+    KnownIssue(
+        "timm", "surface", ">=1.0.13", test="test_registry", variant=_SAM2_TAGS,
+        reason="sam2_hiera_tiny.r224 and .r896 (1.0.9-1.0.12) became sam2_hiera_tiny.fb_r896 / .fb_r896_2pt1 in "
+               "1.0.13 (commit 790decc8) with no deprecation mapping: create_model('sam2_hiera_tiny.r224', "
+               "pretrained=True) fails",
+        match=r"pretrained tags removed without a deprecation mapping \(2\):\n  sam2_hiera_tiny.r224 \(.*\)\n  "
+              r"sam2_hiera_tiny.r896 \(.*\)$"),
+    KnownIssue(
+        "timm", "surface", ">=1.0.12", test="test_public_api", variant=_BEFORE_1_0_3,
+        reason="timm 1.0.3 removed timm.layers.SpaceToDepthModule (also re-exported by the deprecated "
+               "timm.models.layers) and the timm.layers.activations_jit module (commit 2bfa5e5d, JIT activations "
+               "removed), and 1.0.12 removed timm.optim.Nadam (commit a024ab31: torch.optim.NAdam, the timm "
+               "implementation renamed NAdamLegacy), none with an alias: `from timm.optim import Nadam` raises",
+        match=r"names removed \(4\):\n  timm.layers.SpaceToDepthModule\n  timm.layers.activations_jit "
+              r"\(submodule\)\n  timm.models.layers.SpaceToDepthModule\n  timm.optim.Nadam$"),
+    KnownIssue(
+        "timm", "surface", ">=1.0.12", test="test_public_api", variant="timm-1.0.[3-9],timm-1.0.1[01]",
+        reason="timm 1.0.12 removed timm.optim.Nadam (commit a024ab31: torch.optim.NAdam replaces it, the timm "
+               "implementation renamed NAdamLegacy) without an alias",
+        match=r"names removed \(1\):\n  timm.optim.Nadam$"),
+)
+
+KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + _SURFACE_ISSUES + (
     KnownIssue(
         "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
         reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "

@@ -7,3 +7,4 @@ ROOT = Path(__file__).resolve().parents[2]      # the checkout: harness/registry
 EXPECTED_DIR = ROOT / "expected"                # expected status, durations (committed)
 GOLDEN_DIR = ROOT / "golden"                    # golden outputs (committed)
 CACHE_DIR = ROOT / ".cache"                     # old timm releases, probes (never committed)
+GRAPH_BREAKS_FILE = EXPECTED_DIR / "graph_breaks.json"  # recorded torch.compile graph-break counts (committed)

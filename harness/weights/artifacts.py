@@ -3,12 +3,15 @@ checked against it (``python -m harness export DIR``).
 
 Layout: ``DIR/<timm version>/<model>/`` holding the deterministic weights as a state_dict
 (``state_dict.safetensors``), the whole module pickled with ``torch.save(model)``
-(``model.pth``), the input and the outputs (``input.safetensors``, ``outputs.safetensors``)
-and ``manifest.json`` (timm/torch/python versions, model, create kwargs, sha256 of every
-file). The manifest is written last, inside a staging directory that is renamed into place,
-so a model directory either verifies completely or is rebuilt: exports are atomic,
-idempotent (a verified model is skipped) and resumable (an interrupted run redoes only the
-models it had not committed). Only APIs that timm 0.9.16 already had are used.
+(``model.pth``), the input and the outputs (``input.safetensors``, ``outputs.safetensors``),
+a training checkpoint written by timm's ``CheckpointSaver`` as train.py writes it, with the
+tensors a resume must restore (``train_checkpoint.pth.tar``, ``train_expected.safetensors``;
+harness.weights.training_checkpoints) and ``manifest.json`` (timm/torch/python versions,
+model, create kwargs, sha256 of every file). The manifest is written last, inside a
+staging directory that is renamed into place, so a model directory either verifies
+completely or is rebuilt: exports are atomic, idempotent (a verified model is skipped)
+and resumable (an interrupted run redoes only the models it had not committed). Only APIs
+that timm 0.9.16 already had are used.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness.models import build
-from harness.weights import checkpoints
+from harness.weights import checkpoints, registry_dump, training_checkpoints
 from harness.weights.deterministic import fill_deterministic, make_input, single_thread
 
 FORMAT = 1
@@ -72,6 +75,11 @@ class Manifest:
     @property
     def kind(self) -> str:
         return self.data.get("kind", "full")
+
+    def train_checkpoint(self) -> dict[str, Any] | None:
+        """{'file', 'expected', 'epoch', 'error'}; None for artifacts written before the
+        harness exported training checkpoints (the export then rebuilds them)."""
+        return self.data.get("train_checkpoint")
 
 
 def sha256(path: Path) -> str:
@@ -155,17 +163,32 @@ def outputs_from_dict(tensors: dict):
     return [tensors[f"output.{i}"] for i in range(len(tensors))]
 
 
+def _write_training_checkpoint(model_name: str, staging: Path, input_size, kwargs: dict) -> dict[str, Any]:
+    """The manifest's 'train_checkpoint' entry; a release whose CheckpointSaver fails
+    records the error (its checks then skip with it) instead of failing the export."""
+    entry = dict(file=training_checkpoints.CHECKPOINT, expected=training_checkpoints.EXPECTED,
+                 epoch=training_checkpoints.EPOCH, error="")
+    try:
+        training_checkpoints.write_training_checkpoint(model_name, staging, input_size, kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+        for name in (training_checkpoints.CHECKPOINT, training_checkpoints.EXPECTED):
+            (staging / name).unlink(missing_ok=True)
+        entry["error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return entry
+
+
 def export_model(model_name: str, root: Path, max_params: int | None = None,
-                 create_kwargs: dict[str, Any] | None = None) -> str:
-    """Write root/<timm version>/<model_name>/ unless it already verifies. Returns what
-    happened: 'exported', 'up to date' or 'skipped: ...'; raises on a failed build."""
+                 create_kwargs: dict[str, Any] | None = None, training_checkpoint: bool = True) -> str:
+    """Write root/<timm version>/<model_name>/ unless it already verifies (and, with
+    ``training_checkpoint``, has its training checkpoint). Returns what happened:
+    'exported', 'up to date' or 'skipped: ...'; raises on a failed build."""
     version = build.timm_version()
     version_dir = root / version
     target = version_dir / model_name
     if target.exists():
         try:
-            verify(target)
-            return "up to date"
+            if verify(target).train_checkpoint is not None or not training_checkpoint:
+                return "up to date"
         except ArtifactError:
             pass  # rebuilt below, then swapped in
     kwargs = dict(create_kwargs or {})
@@ -194,11 +217,14 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
         except Exception as exc:  # noqa: BLE001 - recorded: the pickle check then skips with it
             (staging / PICKLE).unlink(missing_ok=True)
             pickle_error = f"{type(exc).__name__}: {exc}"[:300]
-        files = {p.name: sha256(p) for p in sorted(staging.iterdir())}
+        train = _write_training_checkpoint(model_name, staging, input_size, kwargs) if training_checkpoint else None
+        files = {p.name: sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
         manifest = dict(format=FORMAT, model=model_name, timm=version, torch=torch.__version__,
                         python=platform.python_version(), create_kwargs=kwargs, param_count=n_params,
                         input_size=list(input_size), outputs=sorted(outputs), threads=1, pickle_error=pickle_error,
                         timm_file=str(Path(sys.modules["timm"].__file__).parent), files=files)
+        if train is not None:
+            manifest["train_checkpoint"] = train
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         if target.exists():  # a corrupt or partial older copy
             shutil.rmtree(target)
@@ -209,9 +235,17 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
 
 
 def export(root: Path, models: list[str], max_params: int | None = None, log=print) -> dict[str, str]:
-    """Export each model (one failure does not stop the others). Returns model -> status,
+    """Export each model (one failure does not stop the others) and the release's registry
+    dump (root/<version>/registry.json, for the surface checks). Returns model -> status,
     where a failure's status starts with 'FAILED'."""
     clean_stale_staging(root / build.timm_version())
+    registry = root / build.timm_version() / registry_dump.FILENAME
+    try:
+        registry_dump.read(registry)
+        log(f"{build.timm_version()} {registry_dump.FILENAME}: up to date")
+    except registry_dump.RegistryDumpError:
+        registry_dump.write(registry)
+        log(f"{build.timm_version()} {registry_dump.FILENAME}: written")
     results = {}
     for name in models:
         try:
