@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "families": ("harness.models.checkpoint_sources", "the checkpoint family of every pretrained tag, as a table"),
     "patch-coverage": ("harness.checks.patch_size", "how many patch-embedding tags the patch_size family covers"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),
+    "affected": ("harness.checks.affected", "models a change between two timm trees could affect"),
+    "fingerprint": ("harness.checks.fingerprint", "fingerprints of the importable timm (run by affected)"),
 }
 
 

@@ -116,17 +116,28 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
         compare.assert_close(after, subject.pre_logits, f"after {what}: pre-logits features")
 
 
+def reset_plan(num_classes: int, pool: str | None,
+               family: ModelFamily) -> tuple[list[tuple[list[tuple], bool]], list[str]]:
+    """What check_reset_classifier calls: the fixed sequences of reset_classifier(*args)
+    calls, each with whether it keeps the pool type, and the pools the (N, pool) calls draw
+    from. The fingerprints (harness.checks.exercise) run the same plan."""
+    plan: list[tuple[list[tuple], bool]] = [([(0,)], True), ([(num_classes + 3,)], True)]
+    if pool is not None:
+        plan += [([(0, pool), (num_classes, pool)], True), ([(0,), (num_classes,)], True)]
+    pools = sorted(set(family.pool_types or ()) | ({pool} if pool is not None else set()))
+    tail = [([(0, "")], False)] if family.pool_types is not None and family.unpooled_features else []
+    return plan + tail, pools
+
+
 def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examples: int = 6) -> None:
     """The whole reset_classifier contract for one configured model: (0), (N), the round
     trip back to the original head, (N, pool) for hypothesis-chosen N and pools, and
     (0, '') for unpooled features."""
     s = subject
-    apply_resets(s, [(0,)], keeps_pool=True)
-    apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)
-    if s.pool is not None:
-        apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True)
-        apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True)
-    pools = sorted(set(family.pool_types or ()) | ({s.pool} if s.pool is not None else set()))
+    plan, pools = reset_plan(s.num_classes, s.pool, family)
+    fixed, tail = [p for p in plan if p[0] != [(0, "")]], [p for p in plan if p[0] == [(0, "")]]
+    for calls, keeps_pool in fixed:
+        apply_resets(s, calls, keeps_pool=keeps_pool)
     if pools:
         @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
         @given(n=st.integers(min_value=1, max_value=1000), pool=st.sampled_from(pools))
@@ -134,5 +145,5 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
             apply_resets(s, [(n, pool)], keeps_pool=pool == s.pool)
 
         reset_with_pool()
-    if family.pool_types is not None and family.unpooled_features:
-        apply_resets(s, [(0, "")], keeps_pool=False)
+    for calls, keeps_pool in tail:
+        apply_resets(s, calls, keeps_pool=keeps_pool)
