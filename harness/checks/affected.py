@@ -85,7 +85,7 @@ def _reuser(store: Store, base: Path) -> Callable[[list[str]], dict[str, dict]]:
 
 
 def compute(baseline: str, candidate: str = "installed", models: str = "all", exclude: str = "", jobs: int = 1,
-            trace_candidate: bool = False, verify: bool = False, reuse: bool = True,
+            trace_candidate: bool = False, verify: bool = False, reuse: bool = True, retry_incomplete: bool = False,
             base_dir: Path = FINGERPRINTS) -> Result:
     """The affected models between two SPECs. Raises SpecError / SelectionError for bad input."""
     start = time.perf_counter()
@@ -104,10 +104,12 @@ def compute(baseline: str, candidate: str = "installed", models: str = "all", ex
     selected = [m for m in selected_all if m in registered]
     removed = [m for m in selected_all if m not in registered]
     fresh = verify or not reuse
-    base_traces = base_store.traces(selected, jobs, None if fresh else _reuser(base_store, base_dir))
+    base_traces = base_store.traces(selected, jobs, None if fresh else _reuser(base_store, base_dir),
+                                    traced_only=verify, retry_incomplete=retry_incomplete)
     cand_traces = {}
     if trace_candidate or verify:
-        cand_traces = cand_store.traces(selected, jobs, None if fresh else _reuser(cand_store, base_dir))
+        cand_traces = cand_store.traces(selected, jobs, None if fresh else _reuser(cand_store, base_dir),
+                                        traced_only=verify, retry_incomplete=retry_incomplete)
     base_side, cand_side = _side(base_store, selected, base_traces), _side(cand_store, selected, cand_traces)
     affected = {}
     for name in selected:
@@ -167,9 +169,11 @@ def _result_path(baseline: Tree, candidate: Tree, models: str) -> Path:
     return RESULTS / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def affected_for_suites(spec: str, say: Callable[[str], None] = lambda s: None) -> tuple[list[str], str]:
+def affected_for_suites(spec: str, exclude: str = "",
+                        say: Callable[[str], None] = lambda s: None) -> tuple[list[str], str]:
     """(model names, one-line summary) for ``--models affected:SPEC``: baseline SPEC
-    ('previous' allowed), candidate the importable timm, every registered model considered.
+    ('previous' allowed), candidate the importable timm, every registered model not in
+    ``exclude`` considered (excluded models are never checked, so never fingerprinted).
     The result is cached per pair of trees, so xdist workers read what the controller found."""
     try:
         candidate = resolve_tree("installed")
@@ -177,13 +181,14 @@ def affected_for_suites(spec: str, say: Callable[[str], None] = lambda s: None) 
         base_tree = resolve_tree(baseline)
     except (SpecError, ReleaseError) as exc:
         raise SelectionError(f"--models affected:{spec}: {exc}") from None
-    path = _result_path(base_tree, candidate, "all")
+    path = _result_path(base_tree, candidate, f"all - {exclude}")
     if path.is_file():
         data = json.loads(path.read_text())
         if data.get("format") == RESULT_FORMAT:
             return list(data["affected"]), data["summary"]
     try:
-        result = compute(base_tree.spec, "installed", jobs=int(os.environ.get("HARNESS_WORKERS", "1")))
+        result = compute(base_tree.spec, "installed", exclude=exclude,
+                         jobs=int(os.environ.get("HARNESS_WORKERS", "1")))
     except SpecError as exc:
         raise SelectionError(f"--models affected:{spec}: {exc}") from None
     for line in summary_lines(result, per_model=False):
@@ -217,6 +222,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also compare by brute force (both traced afresh); exit 1 if the rule missed a model")
     p.add_argument("--no-reuse", action="store_true", help="trace every model instead of reusing fingerprints "
                                                            "of unchanged models from other traced trees")
+    p.add_argument("--retry-incomplete", action="store_true",
+                   help="trace again the models whose cached trace crashed or timed out")
     p.add_argument("--json", type=Path, help="also write the result as JSON here")
     return p
 
@@ -225,7 +232,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         result = compute(args.baseline, args.candidate, args.models, args.exclude, max(1, args.jobs),
-                         args.trace_candidate, args.verify, reuse=not args.no_reuse)
+                         args.trace_candidate, args.verify, reuse=not args.no_reuse,
+                         retry_incomplete=args.retry_incomplete)
     except (SpecError, SelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

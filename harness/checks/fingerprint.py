@@ -207,11 +207,44 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
+def _run_steps(subject: exercise.Subject, steps: dict, index: SourceIndex, recorder: Recorder, device: str,
+               numeric: bool, record: dict) -> dict[str, set[str]]:
+    """Each step under the recorder on ``device``; a step that raises on meta runs again on
+    the CPU when the checks run this model numerically (its errors are recorded)."""
+    per_step: dict[str, set[str]] = {}
+    for sid, step in steps.items():
+        recorder.clear()
+        try:
+            with recorder:
+                step(subject, device)
+        except _Timeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried on the CPU, else recorded
+            if device != "meta" or not numeric:
+                record["errors"][sid] = _error(exc)
+            else:
+                recorder.clear()
+                record["cpu_steps"].append(sid)
+                try:
+                    with recorder:
+                        step(subject, "cpu")
+                except _Timeout:
+                    raise
+                except Exception as exc2:  # noqa: BLE001 - the check meets the same error
+                    record["errors"][sid] = _error(exc2)
+        per_step[sid] = recorder.ids(index)
+    return per_step
+
+
 def trace_model(name: str, index: SourceIndex, root: Path, timeout: int = MODEL_TIMEOUT_S) -> dict[str, Any]:
-    """One model's fingerprint: for each step, the sorted ids of the functions it ran."""
+    """One model's fingerprint: for each step, the sorted ids of the functions it ran.
+
+    Steps run on the meta device. When a function that ran there looks at the meta device
+    (SourceIndex.meta_sensitive: its path may differ from the CPU's) and the checks run the
+    model numerically, every step runs again on the CPU and that trace is kept."""
     start = time.perf_counter()
     record: dict[str, Any] = {"model": name, "format": FORMAT, "ids": [], "steps": {}, "errors": {},
-                              "cpu_steps": [], "incomplete": ""}
+                              "cpu_steps": [], "device": "meta", "incomplete": ""}
     per_step: dict[str, set[str]] = {}
     try:
         with _deadline(timeout), exercise.scratch_dir() as tmp:
@@ -221,27 +254,12 @@ def trace_model(name: str, index: SourceIndex, root: Path, timeout: int = MODEL_
             with contextlib.suppress(Exception):
                 subject.model("meta")  # the default build, shared by the steps (untraced: create steps trace it)
             recorder = Recorder(root)
-            for sid, step in exercise.steps_for(subject).items():
-                recorder.clear()
-                try:
-                    with recorder:
-                        step(subject, "meta")
-                except _Timeout:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - retried on the CPU, else recorded
-                    if not numeric:
-                        record["errors"][sid] = _error(exc)
-                    else:
-                        recorder.clear()
-                        record["cpu_steps"].append(sid)
-                        try:
-                            with recorder:
-                                step(subject, "cpu")
-                        except _Timeout:
-                            raise
-                        except Exception as exc2:  # noqa: BLE001 - the check meets the same error
-                            record["errors"][sid] = _error(exc2)
-                per_step[sid] = recorder.ids(index)
+            steps = exercise.steps_for(subject)
+            per_step = _run_steps(subject, steps, index, recorder, "meta", numeric, record)
+            sensitive = sorted(f for f in set().union(*per_step.values()) if index.meta_sensitive(f))
+            if sensitive and numeric:
+                record.update(device="cpu", meta_sensitive=sensitive, errors={}, cpu_steps=[])
+                per_step = _run_steps(subject, steps, index, recorder, "cpu", numeric, record)
             conversions = _conversion_ids(name, index, build_calls(name)["calls"])
             if conversions:
                 per_step["patch_size:checkpoint_conversions"] = conversions

@@ -45,8 +45,8 @@ FINGERPRINTS = CACHE_DIR / "fingerprints"
 # the harness modules whose code decides what a trace records
 STEP_MODULES = ("checks/exercise.py", "checks/fingerprint.py", "checks/create.py", "checks/reset_classifier.py",
                 "models/tracing.py", "models/source_index.py", "models/variants.py", "models/discovery.py",
-                "models/build.py", "models/facts.py", "models/checkpoint_sources.py",
-                "registry/model_families.py", "registry/checkpoint_families.py")
+                "models/build.py", "models/facts.py", "models/heads.py", "models/checkpoint_sources.py",
+                "weights/checkpoints.py", "registry/model_families.py", "registry/checkpoint_families.py")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([.-]?(a|b|rc|dev|post)\d*)*$")
 
 
@@ -213,7 +213,10 @@ class Store:
         return {n: self._registry["models"][n] for n in wanted}
 
     def records(self) -> dict[str, dict]:
-        """model -> its latest trace record (complete or not)."""
+        """model -> its best record: a complete trace, else a reused one, else an incomplete one."""
+        def rank(record: dict) -> int:
+            return 0 if record.get("incomplete") else 1 if record.get("derived_from") else 2
+
         out: dict[str, dict] = {}
         for path in sorted(self.dir.glob("trace-*.jsonl")):
             for line in path.read_text().splitlines():
@@ -222,7 +225,9 @@ class Store:
                 except ValueError:  # a line cut short by a killed worker
                     continue
                 if record.get("format") == FORMAT:
-                    out[record["model"]] = record
+                    name = record["model"]
+                    if name not in out or rank(record) >= rank(out[name]):
+                        out[name] = record
         return out
 
     def _append(self, records: list[dict], name: str = "derived") -> None:
@@ -233,12 +238,17 @@ class Store:
                 sink.write(json.dumps(record, sort_keys=True) + "\n")
 
     def traces(self, names: list[str], jobs: int = 1, reuse: "Callable[[list[str]], dict[str, dict]] | None" = None,
-               timeout: int = 600) -> dict[str, dict]:
+               timeout: int = 600, traced_only: bool = False, retry_incomplete: bool = False) -> dict[str, dict]:
         """The trace record of each name (registered in this tree), tracing what is missing.
-        ``reuse(missing) -> {name: record}`` offers records known to be identical."""
+        ``reuse(missing) -> {name: record}`` offers records known to be identical;
+        ``traced_only`` ignores records reused earlier (a brute-force check needs real traces);
+        ``retry_incomplete`` traces again the models whose earlier trace crashed or timed out."""
+        def usable(r: dict) -> bool:
+            return not (traced_only and r.get("derived_from")) and not (retry_incomplete and r.get("incomplete"))
+
         registered = set(self.names())
         wanted = [n for n in names if n in registered]
-        done = self.records()
+        done = {n: r for n, r in self.records().items() if usable(r)}
         missing = [n for n in wanted if n not in done]
         if missing and reuse is not None:
             derived = reuse(missing)
@@ -250,7 +260,7 @@ class Store:
                      f"and kwargs since a traced tree)")
         if missing:
             self._trace(missing, jobs, timeout)
-            done = self.records()
+            done = {n: r for n, r in self.records().items() if usable(r) or n in missing}
         return {n: done[n] for n in wanted if n in done}
 
     def _trace(self, names: list[str], jobs: int, timeout: int) -> None:

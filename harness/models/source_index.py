@@ -367,6 +367,20 @@ class SourceIndex:
                 return sid
         return None
 
+    def meta_sensitive(self, func_id: str) -> bool:
+        """Whether a function looks at the meta device (``.is_meta``, ``is_meta_device``, the
+        string 'meta'): its path there may differ from the CPU's (timm 1.0.23 skipped
+        ``reset_parameters`` on meta), so a trace on meta does not stand for the CPU."""
+        module, _, qual = func_id.partition(":")
+        mod = self._mod(module)
+        for node, _ in (mod.defs.get(qual, []) if mod else []):
+            for n in ast.walk(node):
+                if isinstance(n, ast.Attribute) and n.attr in ("is_meta", "is_meta_device") or \
+                        isinstance(n, ast.Name) and n.id == "is_meta_device" or \
+                        isinstance(n, ast.Constant) and n.value == "meta":
+                    return True
+        return False
+
     def defines(self, func_id: str) -> bool:
         return self.function_hash(func_id) is not None
 

@@ -43,7 +43,7 @@ class ModelCase:
         return self.model
 
 
-def _affected_resolver(config: pytest.Config):
+def _affected_resolver(config: pytest.Config, exclude: str):
     """``affected:SPEC`` -> model names, computed once (harness.checks.affected caches it per
     pair of timm trees, so xdist workers read what the controller found); progress and the
     summary are printed with output capture suspended, the summary line kept for the run
@@ -57,7 +57,7 @@ def _affected_resolver(config: pytest.Config):
         if spec not in found:
             capman = config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled() if capman else _nullcontext():
-                found[spec], summary = affected_for_suites(spec, say)
+                found[spec], summary = affected_for_suites(spec, exclude, say)
             config.stash.setdefault(SELECTION_NOTES, []).append(f"--models {AFFECTED}{spec}: {summary}")
         return found[spec]
     return resolve
@@ -69,7 +69,7 @@ def selected_names(config: pytest.Config) -> list[str]:
         opts = HarnessOptions.from_config(config)
         try:
             registry = sorted(timm.list_models())
-            resolver = _affected_resolver(config)
+            resolver = _affected_resolver(config, opts.exclude)
             config.stash[_NAMES] = resolve_models(opts.models, opts.exclude, registry, resolver)
             config.stash[_SMOKE_ONLY] = smoke_only(expand_tokens(opts.models, registry, resolver))
         except SelectionError as exc:
