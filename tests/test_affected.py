@@ -192,3 +192,64 @@ def test_describe_is_stable_and_free_of_addresses():
     assert describe(value) == describe(dict(value))
     assert describe(value)["b"]["partial"] == "obj:timm.layers.mlp:Mlp"
     assert describe(value)["a"]["dataclass"] == "timm.models.byobnet:ByoBlockCfg"
+
+
+# ---------------------------------------------------------------------- where a trace runs
+
+class _FakeIndex:
+    """Locates like the real index; flags chosen functions as looking at the meta device."""
+
+    def __init__(self, sensitive: set[str]):
+        self.real, self.sensitive = SourceIndex(TIMM_ROOT), sensitive
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def meta_sensitive(self, fid: str) -> bool:
+        return fid in self.sensitive
+
+
+def _trace_with(monkeypatch, steps, param_count: int, sensitive=()):
+    from harness.checks import exercise, fingerprint
+    from harness.models.facts import ModelFacts
+
+    monkeypatch.setattr(fingerprint.facts, "gather", lambda name: ModelFacts(name, "timm.models.resnet",
+                                                                             param_count, (3, 32, 32)))
+    monkeypatch.setattr(exercise, "steps_for", lambda subject: steps)
+    monkeypatch.setattr(exercise.Subject, "model", lambda self, device: None)
+    return fingerprint.trace_model("resnet18", _FakeIndex(set(sensitive)), TIMM_ROOT)
+
+
+def _mlp_step(devices: list):
+    def step(subject, device):
+        from timm.layers import Mlp
+        devices.append(device)
+        Mlp(4, 8, device=device)
+    return step
+
+
+def test_a_step_that_fails_on_meta_runs_again_on_the_cpu_for_numeric_models(monkeypatch):
+    devices = []
+
+    def fails_on_meta(subject, device):
+        devices.append(device)
+        if device == "meta":
+            raise RuntimeError("no meta kernel")
+    record = _trace_with(monkeypatch, {"forward:eval": fails_on_meta, "create:default": _mlp_step([])}, 10)
+    assert devices == ["meta", "cpu"] and record["cpu_steps"] == ["forward:eval"] and record["errors"] == {}
+    devices.clear()
+    record = _trace_with(monkeypatch, {"forward:eval": fails_on_meta}, 10 ** 9)  # structural: meta is the check's path
+    assert devices == ["meta"] and record["errors"] == {"forward:eval": "RuntimeError: no meta kernel"}
+
+
+def test_a_meta_sensitive_function_sends_every_step_to_the_cpu(monkeypatch):
+    devices = []
+    record = _trace_with(monkeypatch, {"create:default": _mlp_step(devices)}, 10,
+                         sensitive={"timm.layers.mlp:Mlp.__init__"})
+    assert devices == ["meta", "cpu"]
+    assert record["device"] == "cpu" and record["meta_sensitive"] == ["timm.layers.mlp:Mlp.__init__"]
+    assert "timm.layers.mlp:Mlp.__init__" in record["ids"]
+    devices.clear()
+    record = _trace_with(monkeypatch, {"create:default": _mlp_step(devices)}, 10 ** 9,
+                         sensitive={"timm.layers.mlp:Mlp.__init__"})
+    assert devices == ["meta"] and record["device"] == "meta"

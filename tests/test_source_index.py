@@ -171,3 +171,14 @@ def test_the_cache_returns_what_was_computed(tmp_path):
 def test_a_folder_without_timm_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no timm/ package"):
         SourceIndex(tmp_path)
+
+
+def test_functions_that_look_at_the_meta_device_are_flagged(tmp_path):
+    """timm 1.0.23 skipped reset_parameters on meta (`if not self.proj.weight.is_meta:`): a
+    trace on meta does not stand for the CPU there."""
+    edits = {"timm/layers/mlp.py": ("        self.dims = to_2tuple(dim)\n",
+                                    "        self.dims = to_2tuple(dim)\n        if not self.fc1.weight.is_meta:\n"
+                                    "            self.reset()\n")}
+    index = SourceIndex(write_tree(tmp_path / "b", edits))
+    assert index.meta_sensitive("timm.layers.mlp:Mlp.__init__")
+    assert not index.meta_sensitive("timm.layers.mlp:Mlp.forward")

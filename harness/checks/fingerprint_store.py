@@ -173,11 +173,12 @@ class Store:
         self._remember_tree()
         out = self.dir / f".registry-{os.getpid()}.json"
         cmd = [sys.executable, "-m", "harness", "fingerprint", "registry", "--out", str(out)]
+        listing = self.dir / f".registry-models-{os.getpid()}"
         if names is not None:
-            listing = self.dir / f".registry-models-{os.getpid()}"
             listing.write_text("\n".join(names))
             cmd += ["--models-file", str(listing)]
         proc = subprocess.run(cmd, env=_subprocess_env(self.tree), capture_output=True, text=True, cwd=ROOT)
+        listing.unlink(missing_ok=True)
         if proc.returncode != 0 or not out.is_file():
             raise SpecError(f"reading the model registry of {self.tree.label} failed "
                             f"(exit {proc.returncode}):\n{proc.stderr.strip()[-1500:]}")
