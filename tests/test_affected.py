@@ -253,3 +253,25 @@ def test_a_meta_sensitive_function_sends_every_step_to_the_cpu(monkeypatch):
     record = _trace_with(monkeypatch, {"create:default": _mlp_step(devices)}, 10 ** 9,
                          sensitive={"timm.layers.mlp:Mlp.__init__"})
     assert devices == ["meta"] and record["device"] == "meta"
+
+
+# ---------------------------------------------------------------------- the store
+
+def test_a_worker_that_dies_or_hangs_leaves_that_model_unknown_and_the_rest_go_on(tmp_path):
+    """The store traces in subprocesses: a model that kills its worker (os._exit in the
+    constructor) or runs past the per-model timeout is recorded incomplete, the worker is
+    restarted on the remaining models, and the rule then calls those models 'unknown'."""
+    from harness.checks.fingerprint_store import Store, resolve_tree
+
+    store = Store(resolve_tree("installed"), base=tmp_path, extra_modules=("tests.toys.toy_fingerprint_models",))
+    names = ["toy_fp_exit", "toy_fp_hang", "toy_fp_fine"]
+    records = store.traces(names, timeout=5)
+    assert set(records) == set(names)
+    assert "worker died (exit 3)" in records["toy_fp_exit"]["incomplete"]
+    assert "longer than 5 s" in records["toy_fp_hang"]["incomplete"]
+    assert records["toy_fp_fine"]["incomplete"] == ""
+    assert "timm.layers.mlp:Mlp.forward" in records["toy_fp_fine"]["ids"]
+    assert store.traces(names) == records  # resumable: nothing traced twice
+    side = Side("toys", store.index(), store.models(names), records)
+    assert [r.kind for r in reasons_for("toy_fp_exit", side, side)] == ["unknown"]
+    assert reasons_for("toy_fp_fine", side, side) == []

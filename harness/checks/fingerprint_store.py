@@ -115,6 +115,16 @@ def environment_key() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
+def _command(extra_modules: tuple[str, ...], *args: str) -> list[str]:
+    """``python -m harness fingerprint ARGS``, importing ``extra_modules`` first (modules
+    that register more models, e.g. the harness tests' toys)."""
+    if not extra_modules:
+        return [sys.executable, "-m", "harness", "fingerprint", *args]
+    code = ("import importlib, sys; [importlib.import_module(m) for m in sys.argv[1].split(',')]; "
+            "from harness.cli import main; sys.exit(main(['fingerprint', *sys.argv[2:]]))")
+    return [sys.executable, "-c", code, ",".join(extra_modules), *args]
+
+
 def _subprocess_env(tree: Tree) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tree.root), str(ROOT)])
@@ -130,8 +140,9 @@ def _say(message: str) -> None:
 class Store:
     """The fingerprints of one tree in one environment."""
 
-    def __init__(self, tree: Tree, base: Path = FINGERPRINTS):
+    def __init__(self, tree: Tree, base: Path = FINGERPRINTS, extra_modules: tuple[str, ...] = ()):
         self.tree = tree
+        self.extra_modules = tuple(extra_modules)
         self.dir = base / environment_key() / f"{tree.version}-{tree.digest[:16]}"
         self._index: SourceIndex | None = None
         self._registry: dict | None = None
@@ -172,7 +183,7 @@ class Store:
         start = time.perf_counter()
         self._remember_tree()
         out = self.dir / f".registry-{os.getpid()}.json"
-        cmd = [sys.executable, "-m", "harness", "fingerprint", "registry", "--out", str(out)]
+        cmd = _command(self.extra_modules, "registry", "--out", str(out))
         listing = self.dir / f".registry-models-{os.getpid()}"
         if names is not None:
             listing.write_text("\n".join(names))
@@ -278,8 +289,8 @@ class Store:
                 models_file = self.dir / f".models-{os.getpid()}-{i}"
                 models_file.write_text("\n".join(chunk))
                 log = open(self.dir / f"worker-{os.getpid()}-{i}.log", "a")
-                cmd = [sys.executable, "-m", "harness", "fingerprint", "trace", "--out", str(self.dir),
-                       "--models-file", str(models_file), "--timeout", str(timeout)]
+                cmd = _command(self.extra_modules, "trace", "--out", str(self.dir), "--models-file", str(models_file),
+                               "--timeout", str(timeout))
                 workers.append((subprocess.Popen(cmd, env=_subprocess_env(self.tree), stdout=log, stderr=log,
                                                  cwd=ROOT), log, models_file))
             last = 0.0
