@@ -86,7 +86,7 @@ def _reuser(store: Store, base: Path) -> Callable[[list[str]], dict[str, dict]]:
 
 def compute(baseline: str, candidate: str = "installed", models: str = "all", exclude: str = "", jobs: int = 1,
             trace_candidate: bool = False, verify: bool = False, reuse: bool = True, retry_incomplete: bool = False,
-            base_dir: Path = FINGERPRINTS) -> Result:
+            timeout: int = 1200, base_dir: Path = FINGERPRINTS) -> Result:
     """The affected models between two SPECs. Raises SpecError / SelectionError for bad input."""
     start = time.perf_counter()
     cand_tree = resolve_tree(candidate)
@@ -104,11 +104,11 @@ def compute(baseline: str, candidate: str = "installed", models: str = "all", ex
     selected = [m for m in selected_all if m in registered]
     removed = [m for m in selected_all if m not in registered]
     fresh = verify or not reuse
-    base_traces = base_store.traces(selected, jobs, None if fresh else _reuser(base_store, base_dir),
+    base_traces = base_store.traces(selected, jobs, None if fresh else _reuser(base_store, base_dir), timeout,
                                     traced_only=verify, retry_incomplete=retry_incomplete)
     cand_traces = {}
     if trace_candidate or verify:
-        cand_traces = cand_store.traces(selected, jobs, None if fresh else _reuser(cand_store, base_dir),
+        cand_traces = cand_store.traces(selected, jobs, None if fresh else _reuser(cand_store, base_dir), timeout,
                                         traced_only=verify, retry_incomplete=retry_incomplete)
     base_side, cand_side = _side(base_store, selected, base_traces), _side(cand_store, selected, cand_traces)
     affected = {}
@@ -224,6 +224,8 @@ def _parser() -> argparse.ArgumentParser:
                                                            "of unchanged models from other traced trees")
     p.add_argument("--retry-incomplete", action="store_true",
                    help="trace again the models whose cached trace crashed or timed out")
+    p.add_argument("--timeout", type=int, default=1200,
+                   help="seconds one model's trace may take before it is recorded incomplete (default 1200)")
     p.add_argument("--json", type=Path, help="also write the result as JSON here")
     return p
 
@@ -233,7 +235,7 @@ def main(argv: list[str]) -> int:
     try:
         result = compute(args.baseline, args.candidate, args.models, args.exclude, max(1, args.jobs),
                          args.trace_candidate, args.verify, reuse=not args.no_reuse,
-                         retry_incomplete=args.retry_incomplete)
+                         retry_incomplete=args.retry_incomplete, timeout=args.timeout)
     except (SpecError, SelectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

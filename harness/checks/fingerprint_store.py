@@ -250,7 +250,7 @@ class Store:
                 sink.write(json.dumps(record, sort_keys=True) + "\n")
 
     def traces(self, names: list[str], jobs: int = 1, reuse: "Callable[[list[str]], dict[str, dict]] | None" = None,
-               timeout: int = 600, traced_only: bool = False, retry_incomplete: bool = False) -> dict[str, dict]:
+               timeout: int = 1200, traced_only: bool = False, retry_incomplete: bool = False) -> dict[str, dict]:
         """The trace record of each name (registered in this tree), tracing what is missing.
         ``reuse(missing) -> {name: record}`` offers records known to be identical;
         ``traced_only`` ignores records reused earlier (a brute-force check needs real traces);
