@@ -69,31 +69,57 @@ def _option(args: list[str], name: str, default: str) -> str:
     return value
 
 
+def _previous(session: nox.Session, version: str) -> str:
+    """The newest final release on the index older than ``version`` (harness.weights.releases)."""
+    return session.run("python", "-m", "harness", "releases", "--previous", version,
+                       silent=True).strip().splitlines()[-1]
+
+
 def _resolve_baselines(session: nox.Session, baselines: list[str], candidate_version: str) -> list[str]:
     """Replace "previous" by the newest final release on the index older than the candidate."""
     if "previous" not in baselines:
         return baselines
-    from packaging.version import Version
-
-    listing = session.run("python", "-m", "pip", "index", "versions", "timm", silent=True)
-    line = next((l for l in listing.splitlines() if l.startswith("Available versions:")), "")
-    older = [v for v in (Version(x.strip()) for x in line.split(":", 1)[-1].split(",") if x.strip())
-             if not v.is_prerelease and v < Version(candidate_version)]
-    if not older:
-        session.error(f"baseline 'previous': no timm release older than {candidate_version} on the index")
-    previous = str(max(older))
+    previous = _previous(session, candidate_version)
     session.log(f"baseline 'previous' is timm {previous}")
     return list(dict.fromkeys(previous if b == "previous" else b for b in baselines))
 
 
+def _resolve_affected(session: nox.Session, models: str, exclude: str, candidate_version: str) -> tuple[str, str]:
+    """--models tokens 'affected:SPEC' ('previous' resolved as for the baselines): run
+    `python -m harness affected` once (it prints the summary and the reason per model and
+    caches the result for the suites), and return (the --models value for pytest, with
+    'previous' replaced by the version; the same selection as explicit names, for the
+    export under the baseline release, which cannot resolve affected:)."""
+    pytest_tokens, export_tokens = [], []
+    for token in [t.strip() for t in models.split(",") if t.strip()]:
+        if not token.startswith("affected:"):
+            pytest_tokens.append(token)
+            export_tokens.append(token)
+            continue
+        spec = token.split(":", 1)[1]
+        if spec == "previous":
+            spec = _previous(session, candidate_version)
+        result = ROOT / "reports" / "affected.json"
+        result.parent.mkdir(parents=True, exist_ok=True)
+        session.run("python", "-m", "harness", "affected", "--baseline", spec, "--candidate", "installed",
+                    "--exclude", exclude, "--jobs", WORKERS, "--json", str(result))
+        names = list(json.loads(result.read_text())["affected"])
+        session.log(f"--models affected:{spec}: {len(names)} models (reasons above and in {result})")
+        pytest_tokens.append(f"affected:{spec}")
+        export_tokens += names
+    return ",".join(pytest_tokens), ",".join(dict.fromkeys(export_tokens))
+
+
 def _export_baselines(session: nox.Session, baselines: list[str], candidate_version: str,
-                      pytest_args: list[str]) -> tuple[Path, list[str]]:
+                      pytest_args: list[str], export_models: str) -> tuple[Path, list[str]]:
     """Artifacts of each baseline release for this model selection, exported once and
     cached under artifacts/<selection hash>/<version>/ (the export skips models whose
     manifest verifies). Each baseline's timm is installed with --no-deps beside the
     session's torch (harness.weights.releases) and put first on PYTHONPATH for the export.
     Returns the folder and the problems that must fail the session: an export that failed
-    (exit 1: the models are listed) and a baseline whose folder is missing or empty."""
+    (exit 1: the models are listed) and a baseline whose folder is missing or empty.
+    The cache key is the --models value as given (``affected:1.0.30`` stays one key while the
+    affected set grows); the export gets the explicit names (export_models)."""
     selection = {opt: _option(pytest_args, opt, default) for opt, default in
                  (("--models", "smoke"), ("--exclude", ""), ("--max-params", "100000000"))}
     key = hashlib.sha256(json.dumps(selection, sort_keys=True).encode()).hexdigest()[:12]
@@ -108,7 +134,7 @@ def _export_baselines(session: nox.Session, baselines: list[str], candidate_vers
         release = session.run("python", "-m", "harness", "releases", version,
                               silent=True).strip().splitlines()[-1]
         out = session.run("python", "-m", "harness", "export", str(compat_dir), "--missing-ok",
-                          "--models", selection["--models"], "--exclude", selection["--exclude"],
+                          "--models", export_models, "--exclude", selection["--exclude"],
                           "--max-params", selection["--max-params"], env={"PYTHONPATH": release},
                           silent=True, success_codes=[0, 1]) or ""
         session.log(out.rstrip())
@@ -135,20 +161,37 @@ def tests(session: nox.Session) -> None:
                 "--junitxml=reports/harness-tests.xml", *session.posargs)
 
 
+def _without_option(args: list[str], name: str) -> list[str]:
+    out, it = [], iter(args)
+    for arg in it:
+        if arg == name:
+            next(it, None)
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
+# what compat checks without --models: the smoke set plus every model a change since the
+# previous release could have affected (python -m harness affected)
+DEFAULT_COMPAT_MODELS = "smoke,affected:previous"
+
+
 @nox.session
 def compat(session: nox.Session) -> None:
-    """Every suite on the candidate timm, a summary table and reports under reports/."""
+    """Every suite on the candidate timm, a summary table and reports under reports/.
+    Default selection: the smoke set plus the models affected since the previous release."""
     candidate, baselines, pytest_args = _split_compat_args(session.posargs)
     problems: list[str] = []
     _install_harness(session)
     _install_candidate(session, candidate)
-    if not any(a == "--models" or a.startswith("--models=") for a in pytest_args):
-        pytest_args = ["--models", "smoke", *pytest_args]
+    version = session.run("python", "-c", "import timm; print(timm.__version__)",
+                          silent=True).strip().splitlines()[-1]
+    models = _option(pytest_args, "--models", DEFAULT_COMPAT_MODELS)
+    models, export_models = _resolve_affected(session, models, _option(pytest_args, "--exclude", ""), version)
+    pytest_args = ["--models", models, *_without_option(pytest_args, "--models")]
     if not any(a == "--compat-dir" or a.startswith("--compat-dir=") for a in pytest_args):
-        version = session.run("python", "-c", "import timm; print(timm.__version__)",
-                              silent=True).strip().splitlines()[-1]
         baselines = _resolve_baselines(session, baselines, version)
-        compat_dir, problems = _export_baselines(session, baselines, version, pytest_args)
+        compat_dir, problems = _export_baselines(session, baselines, version, pytest_args, export_models)
         if any(p.is_dir() and p.name != version for p in compat_dir.iterdir()):
             pytest_args = ["--compat-dir", str(compat_dir), *pytest_args]
     try:

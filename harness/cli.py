@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("harness.models.sample", "a named sample of the zoo (the smallest model of each timm module)"),
     "releases": ("harness.weights.releases", "install old timm releases beside the shared torch; print their paths"),
     "registry-dump": ("harness.weights.registry_dump", "the importable timm's registry and public names as JSON"),
+    "affected": ("harness.checks.affected", "models a change between two timm trees could affect"),
+    "fingerprint": ("harness.checks.fingerprint", "fingerprints of the importable timm (run by affected)"),
 }
 
 

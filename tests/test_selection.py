@@ -48,3 +48,13 @@ def test_smoke_scope_curates_costly_families_only():
     assert in_smoke_scope("onnx", "repvgg_a0-dynamo-reparam")
     assert in_smoke_scope("patch_size", "vit_base_patch16_clip_224.laion2b-open_clip-patch_size_32")
     assert not in_smoke_scope("patch_size", "vit_base_patch16_clip_224.dfn2b-timm-original")
+
+
+def test_smoke_scopes_apply_only_to_models_the_smoke_token_alone_selected(tmp_path):
+    """`smoke,dpn48b`: dpn48b is named, so it gets every onnx case (dynamo included); the other
+    smoke models keep the curated subset (no cspresnet50 dynamo export)."""
+    run = run_suites(["--models", "smoke,dpn48b", "-m", "onnx", "--collect-only"], tmp_path)
+    collected = {line.split("::")[-1] for line in run.output.splitlines() if "test_onnx_export[" in line}
+    assert "test_onnx_export[dpn48b-dynamo]" in collected, run.output[-2000:]
+    assert "test_onnx_export[cspresnet50-torchscript]" in collected
+    assert "test_onnx_export[cspresnet50-dynamo]" not in collected

@@ -162,6 +162,26 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     return what
 
 
+def reset_plan(num_classes: int, pool: str | None, family: ModelFamily, pools: tuple[str, ...] | None = None,
+               unpooled: bool | None = None) -> list[tuple[list[tuple], bool]]:
+    """The sequences of reset_classifier(*args) calls check_reset_classifier makes, each with
+    whether it keeps the pool type, for the fingerprints (harness.checks.exercise), which
+    run the same calls without the assertions: the fixed sequences, the switch to every other
+    pool and back, the own pool again, and (0, '') where unpooled features are checked."""
+    n = num_classes + 5
+    plan: list[tuple[list[tuple], bool]] = [([(0,)], True), ([(num_classes + 3,)], True)]
+    if pool is not None:
+        plan += [([(0, pool), (num_classes, pool)], True), ([(0,), (num_classes,)], True), ([(n, pool)], True)]
+    for q in sorted(set(pools or ()) | set(family.pool_types or ())):
+        if q != pool:
+            plan.append(([(n, q)] + ([(num_classes, pool)] if pool is not None else []), False))
+    if unpooled is None:
+        unpooled = pools is not None or family.pool_types is not None
+    if unpooled and family.unpooled_features:
+        plan.append(([(0, "")], False))
+    return plan
+
+
 def _raises_rejection(model: nn.Module, *args) -> str | None:
     """The message when reset_classifier(*args) refuses (the way timm refuses to add an
     attention pool), else None; any other exception fails the check."""

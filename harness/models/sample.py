@@ -24,10 +24,11 @@ from typing import Callable
 import timm
 
 from harness.models import build
+from harness.models.selection import SAMPLE
 from harness.registry.paths import CACHE_DIR
 
 SAMPLES = ("modules",)
-PREFIX = "sample:"
+PREFIX = SAMPLE  # the --models token prefix, defined by the selection
 
 
 def _cache_path() -> Path:

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
+from contextlib import nullcontext as _nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import timm
 
 from harness.checks import layers
+from harness.checks.affected import affected_for_suites
 from harness.checks.compat import CompatLayoutError, discover, registry_files
 from harness.checks.layers import LayerCase
 from harness.models import build
 from harness.models.capabilities import Capabilities, capabilities_for
 from harness.models.facts import ModelFacts, facts_for
-from harness.models.selection import SelectionError, removed_smoke_models, resolve_models
+from harness.models.selection import AFFECTED, SelectionError, expand_tokens, removed_smoke_models, resolve_models, smoke_only
 from harness.plugin.options import HarnessOptions
 from harness.registry import intended_changes, known_issues
 from harness.registry.check_families import CHECK_FAMILIES
@@ -27,6 +31,8 @@ from harness.registry.smoke import in_smoke_scope
 
 KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
+_SMOKE_ONLY = pytest.StashKey[set]()
+SELECTION_NOTES = pytest.StashKey[list]()  # lines for the run summary: how the selection came about
 _CASES = pytest.StashKey[list]()
 _COMPAT = pytest.StashKey[list]()
 _CAPS = pytest.StashKey[dict]()
@@ -46,14 +52,44 @@ class ModelCase:
         return self.model
 
 
+def _affected_resolver(config: pytest.Config, exclude: str):
+    """``affected:SPEC`` -> model names, computed once (harness.checks.affected caches it per
+    pair of timm trees, so xdist workers read what the controller found); progress and the
+    summary are printed with output capture suspended, the summary line kept for the run
+    summary."""
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    found: dict[str, list[str]] = {}
+
+    def resolve(spec: str) -> list[str]:
+        if spec not in found:
+            capman = config.pluginmanager.getplugin("capturemanager")
+            with capman.global_and_fixture_disabled() if capman else _nullcontext():
+                found[spec], summary = affected_for_suites(spec, exclude, say)
+            config.stash.setdefault(SELECTION_NOTES, []).append(f"--models {AFFECTED}{spec}: {summary}")
+        return found[spec]
+    return resolve
+
+
 def selected_names(config: pytest.Config) -> list[str]:
     """The run's model names (cheap: no model is built). A bad selection is a usage error."""
     if _NAMES not in config.stash:
         opts = HarnessOptions.from_config(config)
         try:
-            config.stash[_NAMES] = resolve_models(opts.models, opts.exclude)
+            registry = sorted(timm.list_models())
+            resolver = _affected_resolver(config, opts.exclude)
+            config.stash[_NAMES] = resolve_models(opts.models, opts.exclude, registry, resolver)
+            config.stash[_SMOKE_ONLY] = smoke_only(expand_tokens(opts.models, registry, resolver))
         except SelectionError as exc:
             raise pytest.UsageError(str(exc)) from None
+        notes = config.stash.get(SELECTION_NOTES, [])
+        if notes:
+            notes = [f"selection: {len(config.stash[_NAMES])} models (--models {opts.models})", *notes]
+            config.stash[SELECTION_NOTES] = notes
+            summary = config.pluginmanager.get_plugin("harness-summary")
+            if summary is not None:
+                summary.notes = notes
     return config.stash[_NAMES]
 
 
@@ -207,14 +243,18 @@ def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item])
 
 
 def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--models smoke``, deselect the cases of costly check families that fall
-    outside their curated subset (selection.SMOKE_SCOPES); other selections keep all."""
-    if HarnessOptions.from_config(config).models.strip() != "smoke":
+    """Deselect the cases of costly check families that fall outside their curated subset
+    (registry.smoke.SMOKE_SCOPES) for models only the 'smoke' token selected; a model
+    also selected otherwise (a pattern, 'all', 'affected:SPEC') keeps every case."""
+    scoped = config.stash.get(_SMOKE_ONLY, set())
+    if not scoped:
         return
+
     def outside(item: pytest.Item) -> bool:
         spec = getattr(item, "callspec", None)
-        return spec is not None and any(not in_smoke_scope(m.name, spec.id) for m in item.iter_markers()
-                                        if m.name in CHECK_FAMILIES)
+        case = spec.params.get("model_case") if spec is not None else None
+        return (isinstance(case, ModelCase) and case.model in scoped
+                and any(not in_smoke_scope(m.name, spec.id) for m in item.iter_markers() if m.name in CHECK_FAMILIES))
 
     dropped = [i for i in items if outside(i)]
     if dropped:

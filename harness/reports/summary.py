@@ -49,6 +49,7 @@ class RunSummary:
         self.models: set[str] = set()
         self.not_applicable: list[tuple[str, str, str]] = []  # (model, family, why), set at session finish
         self.layers: set[str] = set()  # the layers family's subjects: timm.layers classes, not models
+        self.notes: list[str] = []  # how the selection came about (e.g. the affected models and why)
 
     def pytest_runtest_logreport(self, report) -> None:
         if any(f in report.keywords for f in self.families):
@@ -88,7 +89,8 @@ class RunSummary:
         return table
 
     def markdown(self) -> str:
-        lines = ["| check family | " + " | ".join(OUTCOMES) + " |", "|---" * (len(OUTCOMES) + 1) + "|"]
+        lines = [*(f"{n}  " for n in self.notes), *([""] if self.notes else []),
+                 "| check family | " + " | ".join(OUTCOMES) + " |", "|---" * (len(OUTCOMES) + 1) + "|"]
         for family, c in self.counts.items():
             lines.append(f"| {family} | " + " | ".join(str(c[o]) for o in OUTCOMES) + " |")
         if self.failures:
@@ -108,6 +110,8 @@ class RunSummary:
     def render(self, width: int = 120) -> str:
         buf = io.StringIO()
         console = Console(file=buf, width=width, force_terminal=False)
+        for note in self.notes:
+            console.print(note, highlight=False, markup=False)
         console.print(self.table())
         for family, tid, msg in self.failures[:50]:
             console.print(f"FAILED {tid} [{family}]: {msg}", highlight=False, markup=False)
