@@ -5,12 +5,12 @@ Hypothesis picks N."""
 import pytest
 
 from harness.checks.reset_classifier import check_reset_classifier, make_subject
+from harness.models.variants import reset_pools
 
 pytestmark = [pytest.mark.reset_classifier, pytest.mark.cases("reset_classifier")]
 
 
 def test_reset_classifier(model_case, reset_config, device, capabilities):
     subject = make_subject(model_case.model, device, model_case.facts.input_size, reset_config[1])
-    own = (capabilities.default_pool,)
-    pools = tuple(p for p in (*(() if model_case.family.fixed_pool else capabilities.pools), *own) if p is not None)
-    check_reset_classifier(subject, model_case.family, pools=pools, unpooled=capabilities.unpooled)
+    check_reset_classifier(subject, model_case.family, pools=reset_pools(model_case.family, capabilities),
+                           unpooled=capabilities.unpooled)

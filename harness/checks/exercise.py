@@ -24,18 +24,16 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness.checks.create import construct
+from harness.checks.create import construct, variant_input_size
 from harness.checks.reset_classifier import reset_plan
 from harness.models import build, heads
 from harness.models.discovery import changed_geometries, patch_geometry, reparameterize_model
 from harness.models.facts import ModelFacts
-from harness.models.variants import LOAD_MODES, head_variants
+from harness.models.capabilities import Capabilities, capabilities_for
+from harness.models.variants import LOAD_MODES, head_variants, reset_configs, reset_pools
 from harness.registry.model_families import ModelFamily
 from harness.weights import checkpoints
 from harness.weights.deterministic import BATCH_SIZE, make_input
-
-OTHER_POOL_CLASSES = 7  # N of the (N, pool) resets: the path does not depend on N
-
 
 @dataclass
 class Subject:
@@ -47,12 +45,21 @@ class Subject:
     family: ModelFamily
     workdir: Path
     _models: dict = field(default_factory=dict)
+    _caps: list = field(default_factory=list)
     _files: dict = field(default_factory=dict)
 
     def model(self, device: str) -> nn.Module:
         if device not in self._models:
             self._models[device] = build.create(self.name, device=device)
         return copy.deepcopy(self._models[device])
+
+    @property
+    def caps(self) -> Capabilities:
+        """The discovered capabilities the checks' cases come from (pools, head and
+        constructor kwargs, in_chans), gathered once."""
+        if not self._caps:
+            self._caps.append(capabilities_for(self.name))
+        return self._caps[0]
 
     def input(self, device: str, size: tuple | None = None) -> torch.Tensor:
         size = tuple(size or self.facts.input_size)
@@ -82,20 +89,35 @@ def _forward(model: nn.Module, x: torch.Tensor):
         return model(x)
 
 
+def _variant_input(s: Subject, device: str, variant) -> torch.Tensor:
+    return s.input(device, variant_input_size(variant, s.facts.input_size))
+
+
 def _create_steps(s: Subject) -> dict[str, Step]:
+    """Every head variant the create family builds (the discovered ones included) and each
+    discovered constructor kwarg, in eval and train mode (drop rates act in train)."""
     def step(variant):
-        return lambda s, device: _forward(construct(s.name, device, LOAD_MODES[0], variant), s.input(device))
-    return {f"create:{v.id}": step(v) for v in head_variants(s.family)}
+        return lambda s, device: _forward(construct(s.name, device, LOAD_MODES[0], variant),
+                                          _variant_input(s, device, variant))
+
+    def ctor_step(kwargs):
+        def run(s: Subject, device: str) -> None:
+            model = build.create(s.name, device=device, **kwargs)
+            _forward(model, s.input(device))
+            _forward(model.train(), s.input(device))
+        return run
+    steps = {f"create:{v.id}": step(v) for v in head_variants(s.family, s.caps)}
+    return {**steps, **{f"create:kwarg-{cid}": ctor_step(dict(kw)) for cid, kw in s.caps.ctor_kwargs.items()}}
 
 
 def _pretrained_steps(s: Subject) -> dict[str, Step]:
     def step(mode, variant):
         def run(s: Subject, device: str) -> None:
             overlay = checkpoints.file_overlay(s.checkpoint(device))
-            _forward(construct(s.name, device, mode, variant, overlay), s.input(device))
+            _forward(construct(s.name, device, mode, variant, overlay), _variant_input(s, device, variant))
         return run
     return {f"pretrained:{m.id}-{v.id}": step(m, v) for m in LOAD_MODES if m.pretrained
-            for v in head_variants(s.family)}
+            for v in head_variants(s.family, s.caps)}
 
 
 def _forward_steps(s: Subject) -> dict[str, Step]:
@@ -126,8 +148,7 @@ def _reset_steps(s: Subject) -> dict[str, Step]:
             base = build.create(s.name, device=device, **config) if config else s.model(device)
             x = s.input(device)
             pool = heads.current_pool_type(base)
-            plan, pools = reset_plan(base.num_classes, pool, s.family)
-            plan += [([(OTHER_POOL_CLASSES, p)], p == pool) for p in pools]
+            plan = reset_plan(base.num_classes, pool, s.family, reset_pools(s.family, s.caps), s.caps.unpooled)
             feats = None
             if heads.supports_pre_logits(base):
                 with torch.no_grad():
@@ -141,7 +162,7 @@ def _reset_steps(s: Subject) -> dict[str, Step]:
                     with torch.no_grad():
                         model.forward_head(feats, pre_logits=True)
         return run
-    configs = {"default": {}, **s.family.reset_configs}
+    configs = reset_configs(s.family, s.caps)
     return {f"reset_classifier:{cid}": step(dict(kw)) for cid, kw in configs.items()}
 
 

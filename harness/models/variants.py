@@ -88,3 +88,20 @@ def head_variants(family: ModelFamily, caps: Capabilities | None = None) -> list
     variants += [HeadVariant(f"in_chans_{c}", MappingProxyType({"in_chans": c}), "classes", _POOL_MODES, "in_chans")
                  for c in caps.in_chans]
     return variants
+
+
+def reset_configs(family: ModelFamily, caps: Capabilities) -> dict[str, dict]:
+    """reset_classifier's constructions, config id -> create kwargs: the default, each
+    discovered pool, the family's extra configs, and each of them again built with
+    num_classes=0 (the suite's parametrizer and the fingerprints' steps both read this)."""
+    pools = {} if family.fixed_pool else {f"global_pool_{p}": {"global_pool": p} for p in caps.pools}
+    base = {"default": {}, **pools, **{k: dict(v) for k, v in family.reset_configs.items()}}
+    headless = {("num_classes_0" if cid == "default" else f"num_classes_0-{cid}"): {**kw, "num_classes": 0}
+                for cid, kw in base.items()}
+    return {**base, **headless}
+
+
+def reset_pools(family: ModelFamily, caps: Capabilities) -> tuple[str, ...]:
+    """The pools reset_classifier switches between: the discovered ones and the model's own."""
+    own = (caps.default_pool,)
+    return tuple(p for p in (*(() if family.fixed_pool else caps.pools), *own) if p is not None)

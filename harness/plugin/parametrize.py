@@ -23,7 +23,7 @@ from harness.checks.patch_size import patch_cases
 from harness.checks.surface import IMPORT_CHECKS
 from harness.checks.transforms import applicable as applicable_transforms
 from harness.models.discovery import REPARAM_METHODS, patch_discovery
-from harness.models.variants import LOAD_MODES, head_variants
+from harness.models.variants import LOAD_MODES, head_variants, reset_configs
 from harness.plugin.collection import (
     ModelCase,
     case_capabilities,
@@ -82,24 +82,13 @@ def _create(cases: list[ModelCase], config: pytest.Config) -> list:
             for mode in LOAD_MODES if head.applies_to(mode)]
 
 
-def reset_configs(case: ModelCase, config: pytest.Config) -> dict[str, dict]:
-    """config id -> construction kwargs: the default, each discovered pool, the family's
-    extra configs, and each of them again after num_classes=0 construction."""
-    caps = case_capabilities(config, case)
-    pools = {} if case.family.fixed_pool else {f"global_pool_{p}": {"global_pool": p} for p in caps.pools}
-    base = {"default": {}, **pools, **{k: dict(v) for k, v in case.family.reset_configs.items()}}
-    headless = {("num_classes_0" if cid == "default" else f"num_classes_0-{cid}"): {**kw, "num_classes": 0}
-                for cid, kw in base.items()}
-    return {**base, **headless}
-
-
 @parametrizer("reset_classifier", "reset_config")
 def _reset(cases: list[ModelCase], config: pytest.Config) -> list:
     """The default construction, every discovered pool, the family's reset configs, and
     the same built with num_classes=0: '<model>-<config>' (e.g. 'resnet18-global_pool_max',
     'resnet18-num_classes_0-global_pool_max')."""
     return [pytest.param(c, (cid, kwargs), id=f"{c.model}-{cid}")
-            for c in cases for cid, kwargs in reset_configs(c, config).items()]
+            for c in cases for cid, kwargs in reset_configs(c.family, case_capabilities(config, c)).items()]
 
 
 @parametrizer("entry_kwargs")
