@@ -20,6 +20,9 @@ import timm
 from harness.checks import affected
 from tests.helpers import ROOT, run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 MODELS = ["vit_tiny_patch16_224", "mixer_s16_224", "convnext_atto", "resnet18", "regnetx_002"]
 RUN_MLP = {"vit_tiny_patch16_224", "mixer_s16_224", "convnext_atto"}
 TIMM_ROOT = Path(timm.__file__).resolve().parent.parent

@@ -15,8 +15,13 @@ Releases are installed into .cache/timm-releases and fingerprints cached under
 .cache/fingerprints, so only the first run traces (a few minutes)."""
 from __future__ import annotations
 
+import pytest
+
 from harness.checks import affected
 from harness.checks.fingerprint_store import Store, resolve_tree
+
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
 
 SWIN = "swin_tiny_patch4_window7_224"
 ATTN_INIT = "timm.models.swin_transformer:WindowAttention.__init__"

@@ -24,6 +24,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import ROOT, run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 VIT = "vit_tiny_patch16_224"
 INIT = f"test_constructor_kwarg[{VIT}-kwarg-init_values_0.0123]"
 TOKENS = (f"test_constructor_kwarg[{VIT}-kwarg-pos_embed_none]", f"test_constructor_kwarg[{VIT}-kwarg-pos_embed_]")

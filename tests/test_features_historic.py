@@ -20,6 +20,9 @@ import pytest
 
 from tests.helpers import INSTALLED, release_runs
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 REDUCTION = ["-m", "features", "--models", "poolformer_s12,efficientformer_l1", "-k", "out_indices_default"]
 GETTER = ["-m", "features", "--models", "vit_tiny_patch16_224", "-k", "out_indices or prune"]
 STOP_EARLY = ["-m", "features", "--models", "coatnet_pico_rw_224", "-k", "stop_early"]

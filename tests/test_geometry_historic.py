@@ -15,6 +15,9 @@ import pytest
 
 from tests.helpers import INSTALLED, release_runs
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 DYNAMIC = ["-m", "geometry", "--models", "vit_tiny_patch16_224,deit_tiny_patch16_224,eva02_tiny_patch14_224",
            "-k", "dynamic_native"]
 DINOV3 = ["-m", "geometry", "--models", "vit_small_patch16_dinov3", "-k", "set_input_size"]

@@ -8,6 +8,9 @@ import pytest
 from harness.weights.releases import RELEASES, timm_release  # noqa: F401 - re-exported for other historic tests
 from tests.helpers import run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 MODELS = "vit_tiny_patch16_224,vit_*map*,hrnet_w18_small"
 ARGS = ["-m", "reset_classifier or pretrained", "--models", MODELS, "-k", "reset_classifier or -head_"]
 

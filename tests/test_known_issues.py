@@ -8,7 +8,7 @@ import pytest
 import timm
 
 from harness.models.facts import facts_for
-from harness.plugin.collection import ModelCase
+from harness.plugin.collection import PACKAGE, ModelCase, package_case
 from harness.plugin.parametrize import PARAMETRIZERS
 from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.known_issues import KNOWN_ISSUES, KnownIssue, matching_issue
@@ -79,7 +79,7 @@ def test_matching_by_test_name_and_baseline(test, pid, hit):
 def test_every_model_pattern_matches_a_model_of_the_newest_timm():
     """An entry whose pattern matches nothing covers nothing: a typo, or a model timm
     removed (then the entry says historic=True and stays for older releases)."""
-    registry = timm.list_models()
+    registry = [*timm.list_models(), PACKAGE]  # package-level tests (surface) use the pseudo-model 'timm'
     stale = [(issue.reason[:60], pattern) for issue in KNOWN_ISSUES if not issue.historic
              for pattern in issue.models.split(",") if not fnmatch.filter(registry, pattern.strip())]
     assert stale == [], f"known-issue model patterns matching no model of timm {timm.__version__}: {stale}"
@@ -113,10 +113,13 @@ def _ids(case: ModelCase, family: str) -> list[tuple[str, str]]:
     """(test function, parameter id) of every suite test of ``family`` for one model."""
     out = []
     for test, cases, test_family in _suite_tests():
+        if case.model == PACKAGE and not cases.startswith("surface"):
+            continue  # the package pseudo-model has only the package-level (surface) tests
         if cases in ("removed", "smoke_scopes"):
             continue  # only collected when they fail; their ids are the smoke set's own
-        if cases in ("compat", "compat_outputs"):
-            out += [(test, f"{case.model}-{v}") for v in BASELINES if test_family == family]
+        if cases in ("compat", "compat_outputs", "surface_baseline", "train_checkpoint"):  # one id per baseline
+            extra = ["candidate"] if cases == "train_checkpoint" else []
+            out += [(test, f"{case.model}-{v}") for v in [*extra, *BASELINES] if test_family == family]
             continue
         if test_family not in (None, family):
             continue  # a suite of another family (params are marked with the suite's family)
@@ -128,6 +131,8 @@ def _ids(case: ModelCase, family: str) -> list[tuple[str, str]]:
 
 
 def _case(name: str) -> ModelCase:
+    if name == PACKAGE:
+        return package_case()
     facts = facts_for(name)
     return ModelCase(name, facts, family_for(name, facts.module), True)
 
@@ -136,7 +141,7 @@ def _unmatched(issue: KnownIssue) -> set[str]:
     """The entry's variant patterns that select no test id of its check family, for the
     test function(s) its ``test`` pattern names, over models matching its patterns."""
     wanted = {v.strip() for v in issue.variant.split(",")}
-    registry = sorted(timm.list_models())
+    registry = sorted([*timm.list_models(), PACKAGE])
     candidates = list(dict.fromkeys(m for p in issue.models.split(",")
                                     for m in fnmatch.filter(registry, p.strip())[:MAX_TRIES]))
     found: set[str] = set()

@@ -16,6 +16,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 
 def _run(version: str, model: str, variant: str, tmp_path_factory):
     return run_suites(["-m", "meta_init", "--models", model, "-k", variant],

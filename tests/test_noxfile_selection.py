@@ -1,5 +1,5 @@
-"""The compat session's selection (noxfile.py): without --models it checks the smoke set
-plus the models affected since the previous release; 'previous' is resolved once (the same
+"""The compat session's selection (noxfile.py): without --models the smoke set; with
+`--models smoke,affected:previous` also the models affected since the previous release; 'previous' is resolved once (the same
 rule as the baselines) and the export under the baseline release gets explicit names."""
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ class FakeSession:
         pass
 
 
-def test_default_selection_is_smoke_plus_affected_since_previous():
-    assert noxfile.DEFAULT_COMPAT_MODELS == "smoke,affected:previous"
+def test_default_is_smoke_and_change_aware_adds_affected_since_previous():
+    assert noxfile.DEFAULT_COMPAT_MODELS == "smoke"
+    assert noxfile.CHANGE_AWARE_MODELS == "smoke,affected:previous"
     session = FakeSession(["convnext_atto", "mixer_s16_224"])
-    pytest_models, export_models = noxfile._resolve_affected(session, noxfile.DEFAULT_COMPAT_MODELS, "", "1.0.31")
+    pytest_models, export_models = noxfile._resolve_affected(session, noxfile.CHANGE_AWARE_MODELS, "", "1.0.31")
     assert pytest_models == "smoke,affected:1.0.30"
     assert export_models == "smoke,convnext_atto,mixer_s16_224"
     [affected_cmd] = [c for c in session.commands if c[:4] == ("python", "-m", "harness", "affected")]

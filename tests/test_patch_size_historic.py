@@ -11,6 +11,9 @@ import pytest
 from tests.helpers import run_suites
 from tests.test_historic import timm_release
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 ARGS = ["-m", "patch_size", "--models", "vit_base_patch16_clip_224", "-k",
         "(clip_224.laion2b- or clip_224.openai-) and patch_size_32"]
 T = "test_patch_size[vit_base_patch16_clip_224.{}]"

@@ -14,6 +14,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 ARGS = ["-m", "pretrained", "--models", "vit_tiny_patch16_224", "-k", "vit_tiny_patch16_224-pretrained-default"]
 TEST = "test_create_variant[vit_tiny_patch16_224-pretrained-default]"
 

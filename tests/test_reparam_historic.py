@@ -13,6 +13,9 @@ import pytest
 from tests.helpers import run_suites
 from tests.test_historic import timm_release
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 ARGS = ["-m", "reparam or onnx", "--models", "nextvit_small",
         "-k", "test_reparam_equivalence or torchscript-reparam"]
 TEST = "test_reparam_equivalence[nextvit_small]"

@@ -19,6 +19,7 @@ def test_suites_fail_on_planted_bugs_and_pass_on_the_correct_toy(tmp_path):
     failed = run.failed()
     assert failed == {
         "test_reset_classifier[toy_drop_attn_pool-global_pool_map]",
+        "test_reset_classifier[toy_drop_attn_pool-num_classes_0-global_pool_map]",  # the same bug, headless build
         "test_create_variant[toy_strict_head-pretrained-head_]",
     }, run.output
     assert "attn_pool: AttnPool -> None" in run.messages["test_reset_classifier[toy_drop_attn_pool-global_pool_map]"]
@@ -47,8 +48,11 @@ def test_one_marker_per_test_selects_one_family(tmp_path):
         run = run_suites(PLUGIN + ["--models", "toy_ok", "-m", family, "--collect-only"], tmp_path)
         assert run.returncode == 0, run.output
         counts[family] = run.output.count("toy_ok")
-    # 5 head variants (default, num_classes_0/7, global_pool_, head_): scratch / 2 pretrained modes
-    assert counts == {"create": 5, "pretrained": 10, "reset_classifier": 2}
+    # 5 fixed head variants (default, num_classes_0/7, global_pool_, head_) plus what discovery
+    # finds on the toy (another pool; pool and in_chans variants run scratch and pretrained only),
+    # the entry-kwargs and constructor-kwarg tests (create); reset: default and the discovered
+    # pool, each also with num_classes=0
+    assert counts == {"create": 9, "pretrained": 13, "reset_classifier": 4}
 
 
 def test_structural_only_over_max_params(tmp_path):

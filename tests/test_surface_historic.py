@@ -21,6 +21,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import ROOT, run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 
 def _run(version: str, tmp_path_factory, *args: str):
     return run_suites(["-m", "surface", "--models", "resnet18", *args],

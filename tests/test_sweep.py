@@ -46,10 +46,10 @@ def test_matrix_is_built_from_per_test_results(swept):
     assert matrix.models == ["toy_ok", "toy_segfault", "toy_strict_head"]
     assert [matrix.cell("toy_ok", f).status for f in matrix.families] == ["pass", "pass"]
     assert matrix.cell("toy_strict_head", "pretrained").status == "fail"
-    assert matrix.cell("toy_strict_head", "pretrained").label == "FAIL 1/5"
+    assert matrix.cell("toy_strict_head", "pretrained").label == "FAIL 1/8"
     assert matrix.cell("toy_strict_head", "create").status == "pass"
     md = (reports / "matrix.md").read_text()
-    assert "| toy_strict_head | ok | FAIL 1/5 |" in md and STRICT in md
+    assert "| toy_strict_head | ok | FAIL 1/8 |" in md and STRICT in md
 
 
 def test_a_crashed_worker_costs_only_the_test_it_ran(swept):
@@ -61,8 +61,8 @@ def test_a_crashed_worker_costs_only_the_test_it_ran(swept):
     assert all(results.tests[t].family in ("create", "pretrained") and results.tests[t].model == "toy_segfault"
                for t in crashed)
     others = [r for t, r in results.tests.items() if r.model == "toy_segfault" and t not in crashed]
-    assert len(others) == 6 and all(r.outcome == "passed" for r in others)
-    assert build_matrix(results).cell("toy_segfault", "create").label == "FAIL 1/4"
+    assert len(others) == 13 and all(r.outcome == "passed" for r in others)
+    assert build_matrix(results).cell("toy_segfault", "create").label == "FAIL 1/8"
     junit = {c.get("name"): [ch.tag for ch in c] for c in ET.parse(reports.parent / "junit.xml").getroot().iter("testcase")}
     assert "failure" in junit[CRASH.split("::")[1]] or "error" in junit[CRASH.split("::")[1]]
     # --group-models does not re-run a crashed test (xdist's LoadScope would, crashing again)
@@ -75,7 +75,7 @@ def test_a_crashed_worker_costs_only_the_test_it_ran(swept):
 
 def test_progress_lines_come_from_the_controller(swept):
     run, _ = swept
-    assert "[harness progress] models 3/3, tests 28/28 (100.0%)" in run.output, run.output
+    assert "[harness progress] models 3/3, tests 49/49 (100.0%)" in run.output, run.output
 
 
 class _Cells(HTMLParser):

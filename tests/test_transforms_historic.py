@@ -16,6 +16,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 MODEL = "gcvit_xxtiny"
 INSTALLED = "installed"
 

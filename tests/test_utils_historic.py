@@ -22,6 +22,9 @@ import pytest
 from harness.weights.releases import timm_release
 from tests.helpers import ROOT, run_suites
 
+# slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
+pytestmark = pytest.mark.slow
+
 MODEL = "resnet18"
 INSTALLED = "installed"  # the timm importable in the test environment (the newest release)
 

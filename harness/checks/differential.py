@@ -118,7 +118,7 @@ def check_outputs(artifact, device: str) -> golden.Comparison | None:
     except golden.GoldenFileError as exc:
         raise AssertionError(f"artifact {artifact!r}: {exc}") from None
     size = tuple(record.meta.get("input_size") or manifest.data.get("input_size"))
-    outputs, feat_shape, layout = golden.run_candidate(artifact.model, size, device, "float32")
+    outputs, feat_shape, layout = golden.run_candidate(artifact.model, size, device, "float32", record.bn_stats)
     profile = f"{device.split(':')[0]}-float32"
     result = golden.compare(record, outputs, feat_shape, layout, profile, size)
     if not result.ok:

@@ -62,6 +62,8 @@ def add_golden_benchmark_options(group) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name in CHECK_FAMILIES:
         config.addinivalue_line("markers", f"{name}: the {name} check family ({CHECK_FAMILY_DOCS[name]})")
+    config.addinivalue_line("markers", "slow: a harness self-test that runs real timm releases or fingerprints "
+                                       "(nox -s historic; nox -s tests deselects it)")
     config.addinivalue_line("markers", "cases(name): the named parametrizer (harness.plugin.parametrize) "
                                        "that generates this suite test's model cases")
     if not hasattr(config, "workerinput"):  # the controller (or a plain run) reports

@@ -76,6 +76,7 @@ class Manifest:
     def kind(self) -> str:
         return self.data.get("kind", "full")
 
+    @property
     def train_checkpoint(self) -> dict[str, Any] | None:
         """{'file', 'expected', 'epoch', 'error'}; None for artifacts written before the
         harness exported training checkpoints (the export then rebuilds them)."""
