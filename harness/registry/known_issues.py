@@ -220,6 +220,12 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWAR
                match=r"feature_cls='hook'\) raised KeyError: 'stem'"),
     KnownIssue("hrnet_*", "features", "", variant="*-feature_cls_fx", reason=_HRNET_FEATURE_MODULES,
                match=r"feature_cls='fx'\) raised ValueError: node: 'stem' is not present"),
+    KnownIssue("hrnet_*", "reset_classifier", "<1.0.31", variant="*global_pool_*",
+               reason="HighResolutionNet.reset_classifier(num_classes, global_pool='avg') rebuilt the pool as 'avg' "
+                      "when called without a pool, so reset_classifier(N) on a model built with global_pool='max' "
+                      "silently switched it to average pooling (hrnet.py through 1.0.30; 1.0.31 defaults "
+                      "global_pool=None and keeps the pool, commit aa4b5850, #2733). Found by the discovered pools",
+               match=r"after reset_classifier\(\d+\): pooling configuration changed"),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),
