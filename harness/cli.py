@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("harness.checks.differential", "write cross-version artifacts (or with --outputs-only the reference "
                                               "outputs) for the installed timm into DIR/<version>/"),
     "matrix": ("harness.reports.sweep_reports", "(re)write matrix.md and matrix.html from a run's results.json"),
+    "check-html": ("harness.reports.browser_check", "open a matrix.html in headless Chromium: rows, filter, details"),
     "diff": ("harness.reports.diff", "new failures and fixes between two runs' results.json (exit 1 on new failures)"),
     "expected-status": ("harness.reports.expected_status", "record or check the expected status of every test id"),
     "zoo": ("harness.plugin.zoo", "the whole-zoo sweep in resumable shards; records expected/status-all.json"),

@@ -2,7 +2,7 @@
 read it unguarded in forward, so a cspnet/dpn/regnet module pickled by 0.9.16 failed to run
 on 1.0.7-1.0.11 with AttributeError 'ConvNormAct' object has no attribute 'aa' (fixed in
 1.0.12 with getattr). Artifacts are exported on 0.9.16 by the real CLI; state dicts load on
-both candidates."""
+both candidates, and 1.0.12 computes the outputs 0.9.16 recorded for the same weights."""
 from __future__ import annotations
 
 import os
@@ -50,5 +50,6 @@ def test_0_9_16_pickles_fail_on_1_0_9_naming_aa_state_dicts_load(compat_dir, tmp
 def test_0_9_16_artifacts_pass_on_1_0_12(compat_dir, tmp_path_factory):
     run = _run(compat_dir, "1.0.12", tmp_path_factory)
     assert run.returncode == 0, run.output
-    assert set(run.outcomes) == {f"test_compat_{kind}[{m}-0.9.16]" for m in MODELS for kind in ("state_dict", "pickle")}
-    assert set(run.outcomes.values()) == {"passed"}
+    kinds = ("state_dict", "pickle", "outputs")  # outputs: the differential check on the export's reference
+    assert set(run.outcomes) == {f"test_compat_{kind}[{m}-0.9.16]" for m in MODELS for kind in kinds}, run.output
+    assert set(run.outcomes.values()) == {"passed"}, run.output

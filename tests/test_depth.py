@@ -15,7 +15,7 @@ from harness.checks.reset_classifier import check_reset_classifier, make_subject
 from harness.models.capabilities import Capabilities, capabilities_for, gather, literals
 from harness.models.variants import LOAD_MODES, head_variants
 from harness.registry.model_families import DEFAULT_FAMILY
-from tests.toys import toy_depth_models  # noqa: F401 - registers the toys
+from tests.toys import toy_depth_models, toy_head_conv_models  # noqa: F401 - registers the toys
 
 SIZE = (3, 32, 32)
 MODES = {m.id: m for m in LOAD_MODES}
@@ -177,3 +177,46 @@ def test_reset_headless_bug_hides_with_a_head():
     """reset_headless_avg only misbehaves after num_classes=0 construction: the reset configs
     include it for that reason."""
     run_reset("toy_depth_reset_headless_avg")
+
+
+def test_the_reset_check_makes_the_calls_of_its_plan(monkeypatch):
+    """check_reset_classifier and the fingerprint steps (harness.checks.exercise) both read
+    reset_plan: the sequences the check applies are the plan's, so code that only the check
+    runs cannot be missing from a model's fingerprint."""
+    from harness.checks import reset_classifier as rc
+
+    applied, switched = [], []
+    real_apply, real_switch = rc.apply_resets, rc.switch_pools
+    monkeypatch.setattr(rc, "apply_resets", lambda s, calls, keeps_pool: applied.append((calls, keeps_pool))
+                        or real_apply(s, calls, keeps_pool))
+    monkeypatch.setattr(rc, "switch_pools", lambda s, pools, n, sig: switched.append((tuple(pools), n))
+                        or real_switch(s, pools, n, sig))
+    c = gather(OK)
+    pools = tuple(p for p in (*c.pools, c.default_pool) if p is not None)
+    subject = make_subject(OK, "cpu", SIZE, {})
+    check_reset_classifier(subject, DEFAULT_FAMILY, max_examples=2, pools=pools, unpooled=c.unpooled)
+    plan = rc.reset_plan(subject.num_classes, subject.pool, DEFAULT_FAMILY, pools, c.unpooled)
+    own = [a for a in applied if len(a[0]) == 1 and len(a[0][0]) == 2 and a[0][0][1] == subject.pool]
+    assert [a for a in applied if a not in own] == [(list(f), True) for f in plan.fixed] + [([(0, "")], False)]
+    assert plan.unpooled and len(own) == 2 and switched == [(plan.switches, plan.switch_classes)]
+    assert {tuple(calls) for calls, _ in plan.sequences()} >= {((plan.switch_classes, q), (subject.num_classes,
+                                                              subject.pool)) for q in plan.switches}
+
+
+# ---------------------------------------------------------------- a pool that needs other weights
+
+@pytest.mark.parametrize("config", [{}, {"global_pool": "catavgmax"}, {"num_classes": 0, "global_pool": "max"}])
+def test_refusing_a_pool_of_another_width_passes(config):
+    """catavgmax doubles the width conv_head after the pool was built for (MobileNetV3, timm
+    1.0.31): refusing it (and the unpooled (0, '') for a catavgmax model) is honest."""
+    run_reset("toy_head_conv_ok", **config)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("toy_head_conv_refuses_same_width", r"reset_classifier\(1005, 'max'\) refused a pool the constructor accepts"),
+    ("toy_head_conv_accepts_width_change",
+     r"after reset_classifier\(1005, 'catavgmax'\): the forward raised RuntimeError"),
+])
+def test_a_pool_refusal_is_judged_by_the_weights_it_needs(name, message):
+    with pytest.raises(AssertionError, match=message):
+        run_reset(name)

@@ -9,6 +9,11 @@ it and green on the release that fixed it (releases installed by harness.weights
   #2676 "Fix CLS and Reg tokens usage when pos_embed is disabled", commit fa0d31e8, 1.0.26);
 - layers: up to 1.0.12 ``RmsNorm`` / ``RmsNorm2d`` normalised by the centred variance, not the
   root mean square (issue #2380, commit 15406a93 "Fixing RmsNorm", 1.0.13);
+- reset_classifier for every discovered pool: through 1.0.30 ``MobileNetV3.reset_classifier``
+  defaulted ``global_pool='avg'`` (a model built with another pool was switched to avg by
+  ``reset_classifier(N)``) and accepted ``catavgmax``, which doubles the width its conv_head
+  was built for, leaving a model whose forward raises; 1.0.31 keeps the pool and refuses the
+  width change (the limitation: issue #1561). Registered as a known issue for <1.0.31;
 - differential outputs: that fix changed what ``vit_base_patch16_xp_224`` (norm_layer=RmsNorm)
   computes between 1.0.12 and 1.0.13: "changed since timm 1.0.12" unless declared intended
   (registry.intended_changes); 1.0.14 against 1.0.13 is unchanged.
@@ -99,3 +104,26 @@ def test_no_change_between_1_0_13_and_1_0_14(references, tmp_path):
     run = run_suites(["-m", "compat", "--compat-dir", str(references["1.0.13"]), "--models", XP], tmp_path,
                      [timm_release("1.0.14")])
     assert run.outcomes == {f"test_compat_outputs[{XP}-1.0.13]": "passed"}, run.output
+
+
+MNV3 = "mobilenetv3_small_050"
+
+
+@pytest.mark.parametrize("version", ["1.0.30", "1.0.31"])
+def test_mobilenetv3_reset_keeps_the_pool_and_refuses_a_width_change(version, tmp_path):
+    args = ["-m", "reset_classifier", "--models", MNV3, "-k", "default or global_pool_max or global_pool_catavgmax"]
+    run = run_suites(args + ["--ignore-known-issues"], tmp_path / "ignored", [timm_release(version)])
+    tests = {f"test_reset_classifier[{MNV3}-{c}]" for c in ("default", "global_pool_max", "global_pool_catavgmax",
+                                                           "num_classes_0-global_pool_max",
+                                                           "num_classes_0-global_pool_catavgmax")}
+    assert set(run.outcomes) == tests, run.output
+    if version == "1.0.31":
+        assert set(run.outcomes.values()) == {"passed"}, run.output
+        return
+    assert run.failed() == tests, run.output
+    assert ("after reset_classifier(1005, 'catavgmax'): the forward raised RuntimeError: Given groups=1, weight of "
+            "size [1024, 288, 1, 1]") in run.messages[f"test_reset_classifier[{MNV3}-default]"]
+    assert ("after reset_classifier(0): pooling configuration changed" in
+            run.messages[f"test_reset_classifier[{MNV3}-global_pool_max]"])
+    declared = run_suites(args, tmp_path / "declared", [timm_release(version)])
+    assert set(declared.outcomes.values()) == {"xfailed"}, declared.output

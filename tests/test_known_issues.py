@@ -1,6 +1,7 @@
 """The known-issues registry: matching by model, check, variant and version range, and
 the strict-xfail semantics seen end to end through the suites."""
 import fnmatch
+import functools
 import importlib.util
 import re
 
@@ -85,8 +86,10 @@ def test_every_model_pattern_matches_a_model_of_the_newest_timm():
     assert stale == [], f"known-issue model patterns matching no model of timm {timm.__version__}: {stale}"
 
 
-def _suite_tests() -> list[tuple[str, str, str | None]]:
-    """(test function, parametrizer, check family or None: from each param's marks) per suite test."""
+@functools.cache
+def _suite_tests() -> tuple[tuple[str, str, str | None], ...]:
+    """(test function, parametrizer, check family or None: from each param's marks) per suite
+    test (the suite modules are executed once per session, not once per entry and model)."""
     out = []
     for path in sorted((ROOT / "suites").glob("test_*.py")):
         spec = importlib.util.spec_from_file_location(f"_suite_{path.stem}", path)
@@ -103,10 +106,17 @@ def _suite_tests() -> list[tuple[str, str, str | None]]:
             family = next((m.name for m in marks if m.name in CHECK_FAMILIES), None)
             if cases is not None:
                 out.append((name, cases, family))
-    return out
+    return tuple(out)
 
 
 BASELINES = ["0.9.16"] + [f"1.0.{i}" for i in range(3, 32)]  # ids a compat run against those releases has
+
+
+@functools.cache
+def _model_ids(name: str, family: str) -> tuple[tuple[str, str], ...]:
+    """_ids of a registered model, built once per session: several entries share models (the
+    ViT entries), and the patch_size ids cost meta builds per model."""
+    return tuple(_ids(_case(name), family))
 
 
 def _ids(case: ModelCase, family: str) -> list[tuple[str, str]]:
@@ -146,7 +156,7 @@ def _unmatched(issue: KnownIssue) -> set[str]:
                                     for m in fnmatch.filter(registry, p.strip())[:MAX_TRIES]))
     found: set[str] = set()
     for name in candidates:
-        for test, pid in _ids(_case(name), issue.check):
+        for test, pid in _model_ids(name, issue.check):
             if fnmatch.fnmatchcase(test, issue.test):
                 found |= {v for v in wanted if fnmatch.fnmatchcase(pid, v)}
         if found == wanted:

@@ -7,7 +7,6 @@ does nothing FAILS reparam (it used to pass every sub-check), and NextViT featur
 benchmark suite under xdist reports skipped, not passed. One model each, to stay cheap."""
 from __future__ import annotations
 
-import pytest
 
 from tests.helpers import run_suites
 from tests.planted_timm import insert_after, planted_timm

@@ -21,14 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
 
 from harness.checks import golden  # noqa: I001
 from harness.models import build
@@ -47,14 +43,6 @@ def has_reference(model_dir: Path) -> bool:
         return REFERENCE in json.loads((model_dir / artifacts.MANIFEST).read_text()).get("files", {})
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _write_manifest(model_dir: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=model_dir)
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, model_dir / artifacts.MANIFEST)  # the manifest is replaced last: a crash leaves the old one
 
 
 def export_model_outputs(model_name: str, root: Path, max_params: int | None = None) -> str:
@@ -82,12 +70,10 @@ def export_model_outputs(model_name: str, root: Path, max_params: int | None = N
     if manifest is None:  # no (valid) full export here: an outputs-only model directory
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
-        manifest = dict(format=artifacts.FORMAT, kind=KIND, model=model_name, timm=version, torch=torch.__version__,
-                        python=platform.python_version(), create_kwargs={}, param_count=n_params,
-                        input_size=list(input_size), files={})
+        manifest = artifacts.manifest_fields(model_name, n_params, input_size, {}, kind=KIND, files={})
     golden.save(record, target / REFERENCE)
     manifest["files"] = {**manifest["files"], REFERENCE: artifacts.sha256(target / REFERENCE)}
-    _write_manifest(target, manifest)
+    artifacts.write_manifest(target, manifest)
     return "exported"
 
 

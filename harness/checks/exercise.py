@@ -153,7 +153,7 @@ def _reset_steps(s: Subject) -> dict[str, Step]:
             if heads.supports_pre_logits(base):
                 with torch.no_grad():
                     feats = base.forward_features(x)
-            for calls, keeps_pool in plan:
+            for calls, keeps_pool in plan.sequences():
                 model = copy.deepcopy(base)
                 for args in calls:
                     model.reset_classifier(*args)

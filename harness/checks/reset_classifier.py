@@ -80,7 +80,17 @@ def _pre_logits(subject: ResetSubject, model: nn.Module) -> torch.Tensor:
         return model.forward_head(_clone(subject.features), pre_logits=True)
 
 
-def _forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list[torch.Tensor]]:
+def _forward(subject: ResetSubject, model: nn.Module, what: str) -> tuple[list[tuple], list[torch.Tensor]]:
+    """_run_forward, with an exception named after the resets that preceded it."""
+    try:
+        return _run_forward(subject, model)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(f"after {what}: the forward raised {type(exc).__name__}: {exc}") from exc
+
+
+def _run_forward(subject: ResetSubject, model: nn.Module) -> tuple[list[tuple], list[torch.Tensor]]:
     """Output shapes and tensors, one per branch of a multi-branch output; both empty
     where a meta-device model cannot run (its structure was still checked). The head runs
     on the subject's cached features; the first call also runs the whole model(x) and
@@ -142,7 +152,7 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     num_classes = calls[-1][0]
     if model.num_classes != num_classes:
         raise AssertionError(f"after {what}: model.num_classes is {model.num_classes}, expected {num_classes}")
-    shapes, outs = _forward(subject, model)
+    shapes, outs = _forward(subject, model, what)
     pool = calls[-1][1] if len(calls[-1]) > 1 else subject.pool
     if pool == "":
         pooled = [s for s in shapes if len(s) < 3]
@@ -162,24 +172,52 @@ def apply_resets(subject: ResetSubject, calls: list[tuple], keeps_pool: bool) ->
     return what
 
 
+@dataclass(frozen=True)
+class ResetPlan:
+    """What check_reset_classifier does for one configured model, the one place that decides
+    it (the fingerprints in harness.checks.exercise run the same calls without assertions):
+
+    - ``fixed``: call sequences that keep the pool type, asserted by apply_resets;
+    - ``own_pool``: (N, own pool) for hypothesis-chosen N (the model has a pool type);
+    - ``switches``: every other pool Q, (N, Q) then back (switch_pools);
+    - ``unpooled``: (0, '') gives unpooled features."""
+
+    num_classes: int
+    pool: str | None
+    fixed: tuple[tuple[tuple, ...], ...]
+    switches: tuple[str, ...]
+    unpooled: bool
+
+    @property
+    def switch_classes(self) -> int:
+        return self.num_classes + 5
+
+    def sequences(self) -> list[tuple[list[tuple], bool]]:
+        """Every call sequence with whether it keeps the pool type (one N stands for the
+        hypothesis-chosen ones)."""
+        n, pool = self.switch_classes, self.pool
+        out = [(list(calls), True) for calls in self.fixed]
+        if pool is not None:
+            out.append(([(n, pool)], True))
+        out += [([(n, q)] + ([(self.num_classes, pool)] if pool is not None else []), False) for q in self.switches]
+        if self.unpooled:
+            out.append(([(0, "")], False))
+        return out
+
+
 def reset_plan(num_classes: int, pool: str | None, family: ModelFamily, pools: tuple[str, ...] | None = None,
-               unpooled: bool | None = None) -> list[tuple[list[tuple], bool]]:
-    """The sequences of reset_classifier(*args) calls check_reset_classifier makes, each with
-    whether it keeps the pool type, for the fingerprints (harness.checks.exercise), which
-    run the same calls without the assertions: the fixed sequences, the switch to every other
-    pool and back, the own pool again, and (0, '') where unpooled features are checked."""
-    n = num_classes + 5
-    plan: list[tuple[list[tuple], bool]] = [([(0,)], True), ([(num_classes + 3,)], True)]
+               unpooled: bool | None = None) -> ResetPlan:
+    """The plan for a model with ``num_classes`` and pool type ``pool``: ``pools`` are its
+    discovered pools (the family's extra pool types are added); ``unpooled`` whether unpooled
+    features are a capability (None: wherever any pool is known), and only where the family
+    has them."""
+    fixed: list[tuple[tuple, ...]] = [((0,),), ((num_classes + 3,),)]
     if pool is not None:
-        plan += [([(0, pool), (num_classes, pool)], True), ([(0,), (num_classes,)], True), ([(n, pool)], True)]
-    for q in sorted(set(pools or ()) | set(family.pool_types or ())):
-        if q != pool:
-            plan.append(([(n, q)] + ([(num_classes, pool)] if pool is not None else []), False))
+        fixed += [((0, pool), (num_classes, pool)), ((0,), (num_classes,))]
+    switches = tuple(q for q in sorted(set(pools or ()) | set(family.pool_types or ())) if q != pool)
     if unpooled is None:
         unpooled = pools is not None or family.pool_types is not None
-    if unpooled and family.unpooled_features:
-        plan.append(([(0, "")], False))
-    return plan
+    return ResetPlan(num_classes, pool, tuple(fixed), switches, bool(unpooled and family.unpooled_features))
 
 
 def _raises_rejection(model: nn.Module, *args) -> str | None:
@@ -202,7 +240,8 @@ def switch_pools(subject: ResetSubject, pools: list[str], n: int,
     pooling of a model built with global_pool=Q (``signature_of(Q)``, None where that is not
     known), and reset_classifier(num_classes, P) back gives the original pooling and
     pre-logits. A reset that refuses to *add* an attention pool is accepted for that step
-    and named in the subject's notes."""
+    and named in the subject's notes, and so is one whose pool needs other weights than the
+    model has (pool_needs_other_weights): a head reset cannot make those."""
     s = subject
     for q in pools:
         if q == s.pool:
@@ -212,9 +251,12 @@ def switch_pools(subject: ResetSubject, pools: list[str], n: int,
         refused = _raises_rejection(model, n, q)
         if refused is not None:
             expected = signature_of(q)
-            if expected is not None and not any("attn_pool" in k or "AttentionPool" in v for k, v in expected.items()):
+            adds_attention = expected is None or any("attn_pool" in k or "AttentionPool" in v
+                                                     for k, v in expected.items())
+            reshapes = pool_needs_other_weights(s.model_name, s.pool, q)
+            if not (adds_attention or reshapes):
                 raise AssertionError(f"{what} refused a pool the constructor accepts: {refused}")
-            s.notes.append(f"{what} refused (adds an attention pool): {refused}")
+            s.notes.append(f"{what} refused ({'adds an attention pool' if adds_attention else reshapes}): {refused}")
             continue
         if heads.current_pool_type(model) is not None and heads.current_pool_type(model) != q:
             raise AssertionError(f"after {what}: pool type is {heads.current_pool_type(model)!r}, expected {q!r}")
@@ -244,13 +286,37 @@ def switch_pools(subject: ResetSubject, pools: list[str], n: int,
 
 
 def _assert_output(subject: ResetSubject, model: nn.Module, what: str, n: int, pool: str) -> None:
-    shapes, outs = _forward(subject, model)
+    shapes, outs = _forward(subject, model, what)
     if shapes and pool != "":
         if len(shapes) != 1:
             raise AssertionError(f"after {what}: {len(shapes)} outputs {shapes}, expected one tensor")
         compare.assert_shape(shapes[0], (BATCH_SIZE, n), f"after {what}: output")
     for out in outs:
         compare.assert_finite(out, f"after {what}: output")
+
+
+@functools.lru_cache(maxsize=256)
+def _headless_shapes(model_name: str, pool: str | None) -> tuple | None:
+    kwargs = {} if pool is None else {"global_pool": pool}
+    try:
+        model = build.create(model_name, device="meta", num_classes=0, **kwargs)
+    except Exception:  # noqa: BLE001 - then the refusal is judged by the pool signature alone
+        return None
+    return tuple(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+
+
+def pool_needs_other_weights(model_name: str, pool: str | None, q: str) -> str:
+    """Why switching ``pool`` -> ``q`` cannot be a head reset ('' if it can): built headless
+    (num_classes=0) with global_pool=q the model has other weights than with ``pool``, e.g.
+    MobileNetV3's conv_head after the pool, sized for the pooled width (catavgmax doubles
+    it; timm issue #1561: "requires resetting and reconfiguring that instead of just the
+    final classifier"). A refusal is then the honest answer; refusing a switch that needs
+    no new weights is a failure."""
+    own, other = _headless_shapes(model_name, pool), _headless_shapes(model_name, q)
+    if own is None or other is None or own == other:
+        return ""
+    changed = sorted({k for k, _ in set(own) ^ set(other)})
+    return f"global_pool={q!r} builds other weights than {pool!r}: {', '.join(changed[:3])}"
 
 
 @functools.lru_cache(maxsize=256)
@@ -271,16 +337,13 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
     hypothesis-chosen N, and (0, '') where unpooled features are a capability (``unpooled``;
     None: wherever any pool is known). Returns the reset sequences it checked."""
     s = subject
-    done = [apply_resets(s, [(0,)], keeps_pool=True), apply_resets(s, [(s.num_classes + 3,)], keeps_pool=True)]
-    if s.pool is not None:
-        done.append(apply_resets(s, [(0, s.pool), (s.num_classes, s.pool)], keeps_pool=True))
-        done.append(apply_resets(s, [(0,), (s.num_classes,)], keeps_pool=True))
-    others = sorted(set(pools or ()) | set(family.pool_types or ()))
-    if others:
+    plan = reset_plan(s.num_classes, s.pool, family, pools, unpooled)
+    done = [apply_resets(s, list(calls), keeps_pool=True) for calls in plan.fixed]
+    if plan.switches:
         def signature_of(q: str) -> dict | None:
             sig = constructed_signature(s.model_name, q)
             return dict(sig) if sig is not None else None
-        switch_pools(s, others, s.num_classes + 5, signature_of)
+        switch_pools(s, list(plan.switches), plan.switch_classes, signature_of)
     if s.pool is not None:
         @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None)
         @given(n=st.integers(min_value=1, max_value=1000))
@@ -288,8 +351,11 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
             done.append(apply_resets(s, [(n, s.pool)], keeps_pool=True))
 
         reset_with_own_pool()
-    if unpooled is None:
-        unpooled = pools is not None or family.pool_types is not None
-    if unpooled and family.unpooled_features:
-        done.append(apply_resets(s, [(0, "")], keeps_pool=False))
+    if plan.unpooled:
+        reshapes = pool_needs_other_weights(s.model_name, s.pool, "")
+        refused = _raises_rejection(copy.deepcopy(s.model), 0, "") if reshapes else None
+        if refused is None:
+            done.append(apply_resets(s, [(0, "")], keeps_pool=False))
+        else:  # unpooled features of another width than the layer after the pool was built for
+            s.notes.append(f"reset_classifier(0, '') refused ({reshapes}): {refused}")
     return done

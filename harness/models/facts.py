@@ -3,9 +3,12 @@ input size, reparam sites, feature extraction and input-geometry support), cache
 timm release so collecting ~1,400 models stays cheap."""
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 from harness.models import build
@@ -49,14 +52,27 @@ def gather(model_name: str) -> ModelFacts:
                       factory_kwargs=accepts_factory_kwargs(model), deferred_init=declares_deferred_init(model))
 
 
+@functools.cache
+def discovery_stamp() -> str:
+    """A hash of the harness code that gathers facts and capabilities (harness/models/*.py
+    and harness/registry/capability_rules.py): an edit of a probe changes every key, so a
+    cache written by the previous probe is never served (a stale entry once hid the HRNet
+    pool cases on a release run). A format version in ``kind`` alone relied on remembering."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*here.glob("*.py"), here.parent / "registry" / "capability_rules.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def cache_key(model_name: str, kind: str = "facts/v4") -> str:
-    """Keyed by timm version and the defining file's mtime, so a local checkout being
-    edited never serves stale facts. ``kind`` names what is cached and its format version
-    (models.capabilities caches under its own kind)."""
+    """Keyed by timm version, the defining file's mtime (a local checkout being edited never
+    serves stale facts) and the discovery code's hash. ``kind`` names what is cached and its
+    format version (models.capabilities caches under its own kind)."""
     module = sys.modules.get(build.entrypoint_module(model_name))
     path = getattr(module, "__file__", "") or ""
     stamp = int(os.path.getmtime(path)) if path and os.path.exists(path) else 0
-    return f"harness/{kind}/{build.timm_version()}/{stamp}/{model_name}"
+    return f"harness/{kind}/{build.timm_version()}/{stamp}/{discovery_stamp()}/{model_name}"
 
 
 def facts_for(model_name: str, cache_get: Callable | None = None,

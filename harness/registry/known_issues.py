@@ -76,7 +76,20 @@ _CUSTOM_LOAD_FILE = (
 )
 _NPZ_LOADER_ERROR = r"raised ValueError: This file contains pickled \(object\) data"
 
-# Every model of timm.models.eva (65 in 1.0.31).
+# The MobileNetV3 class (timm.models.mobilenetv3: mobilenetv3, tf_mobilenetv3, mobilenetv4, lcnet, fbnetv3):
+# a conv_head follows the pool, sized for the pooled width.
+_MOBILENETV3 = "mobilenetv3_*,tf_mobilenetv3_*,mobilenetv4_*,lcnet_*,fbnetv3_*"
+_MOBILENETV3_RESET = (
+    "MobileNetV3.reset_classifier(num_classes, global_pool='avg') (mobilenetv3.py through 1.0.30): called "
+    "without a pool it rebuilt the pool as 'avg', so a model built with global_pool='max' (or any other) silently "
+    "switched to average pooling; and it accepted a pool of another width (catavgmax doubles it) although conv_head "
+    "after the pool is sized for the built width, leaving a model whose forward raises RuntimeError (the limitation "
+    "is issue #1561: 'requires reseting and reconfiguring that instead of just the final classifier'). 1.0.31 "
+    "defaults global_pool=None (keeps the pool) and refuses a width change with AssertionError 'The head conv is "
+    "sized for the pooled width, pooling can not change it.' Found by the discovered pools"
+)
+
+# Every model of timm.models.eva# Every model of timm.models.eva (65 in 1.0.31).
 _EVA_MODELS = "eva02_*,eva_giant_*,vit_*rope*,vit_*dinov3*,vit_pe_*,vit_*_sapiens2,vit_*_lingbot"
 _EVA_IS_CAUSAL = (
     "Eva.forward gained `attn_mask=None, is_causal=False` in 1.0.26 (commit 61a26c77, 'Improve attention mask "
@@ -226,6 +239,12 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWAR
                       "silently switched it to average pooling (hrnet.py through 1.0.30; 1.0.31 defaults "
                       "global_pool=None and keeps the pool, commit aa4b5850, #2733). Found by the discovered pools",
                match=r"after reset_classifier\(\d+\): pooling configuration changed"),
+    KnownIssue(_MOBILENETV3, "reset_classifier", "<1.0.31", variant="*global_pool_*", reason=_MOBILENETV3_RESET,
+               match=r"after reset_classifier\(\d+\): pooling configuration changed"),
+    KnownIssue(_MOBILENETV3, "reset_classifier", "<1.0.31", variant="*-default,*-num_classes_0",
+               reason=_MOBILENETV3_RESET,
+               match=r"after reset_classifier\(\d+, '(fast)?catavgmax'\): the forward raised RuntimeError: "
+                     r"Given groups=1, weight of size"),
     KnownIssue("fastvit_*", "reparam", "", reason=_FASTVIT_REPMIXER, match="no attribute 'mixer'"),
     KnownIssue("regnetx_*,regnety_*,regnetv_*,nextvit_*", "reset_classifier", "<1.0.15", reason=_STALE_NUM_CLASSES,
                match=r"model.num_classes is \d+, expected 0"),

@@ -46,7 +46,7 @@ function openDetails(id){
   var d=document.getElementById(id); if(!d) return; d.open=true; d.scrollIntoView({block:'center'});
 }
 document.addEventListener('DOMContentLoaded',function(){
-  // deep links: matrix.html#q=vit_&bad=1 opens a filtered view
+  // deep links: matrix.html#q=vit_&bad=1 opens a filtered view, #open=d-<model>--<family> a cell's details
   var h=new URLSearchParams(location.hash.slice(1));
   if(h.get('q')) document.getElementById('q').value=h.get('q');
   if(h.get('bad')==='1') document.getElementById('onlybad').checked=true;
@@ -55,6 +55,7 @@ document.addEventListener('DOMContentLoaded',function(){
   document.querySelectorAll('td[data-target]').forEach(function(td){
     td.addEventListener('click',function(){openDetails(td.dataset.target);});});
   applyFilter();
+  if(h.get('open')) openDetails(h.get('open'));  // #open=<details id>: a failure's details
 });
 """
 

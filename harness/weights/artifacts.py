@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,24 @@ def _write_training_checkpoint(model_name: str, staging: Path, input_size, kwarg
     return entry
 
 
+def manifest_fields(model_name: str, n_params: int, input_size, create_kwargs: dict[str, Any], **extra) -> dict:
+    """The manifest's description of an export (who wrote it, with what), shared by the full
+    export and the outputs-only one (harness.checks.differential)."""
+    return dict(format=FORMAT, model=model_name, timm=build.timm_version(), torch=torch.__version__,
+                python=platform.python_version(), create_kwargs=create_kwargs, param_count=n_params,
+                input_size=list(input_size), **extra)
+
+
+def write_manifest(model_dir: Path, data: dict[str, Any]) -> None:
+    """Replace model_dir's manifest atomically (a crash leaves the old one: the manifest is
+    what verify() trusts, so it is written last)."""
+    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=model_dir)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, model_dir / MANIFEST)
+
+
 def export_model(model_name: str, root: Path, max_params: int | None = None,
                  create_kwargs: dict[str, Any] | None = None, training_checkpoint: bool = True) -> str:
     """Write root/<timm version>/<model_name>/ unless it already verifies (and, with
@@ -220,13 +239,12 @@ def export_model(model_name: str, root: Path, max_params: int | None = None,
             pickle_error = f"{type(exc).__name__}: {exc}"[:300]
         train = _write_training_checkpoint(model_name, staging, input_size, kwargs) if training_checkpoint else None
         files = {p.name: sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        manifest = dict(format=FORMAT, model=model_name, timm=version, torch=torch.__version__,
-                        python=platform.python_version(), create_kwargs=kwargs, param_count=n_params,
-                        input_size=list(input_size), outputs=sorted(outputs), threads=1, pickle_error=pickle_error,
-                        timm_file=str(Path(sys.modules["timm"].__file__).parent), files=files)
+        manifest = manifest_fields(model_name, n_params, input_size, kwargs, outputs=sorted(outputs), threads=1,
+                                   pickle_error=pickle_error, files=files,
+                                   timm_file=str(Path(sys.modules["timm"].__file__).parent))
         if train is not None:
             manifest["train_checkpoint"] = train
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        write_manifest(staging, manifest)
         if target.exists():  # a corrupt or partial older copy
             shutil.rmtree(target)
         staging.rename(target)

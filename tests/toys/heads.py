@@ -7,9 +7,8 @@ from torch import nn
 
 
 class PooledLinearHead(nn.Module):
-    """Mixin for toy nets that set ``num_features`` and implement ``forward_features``."""
-
-    num_features: int
+    """Mixin for toy nets that set ``num_features`` (an int) and implement ``forward_features``.
+    (No class-level annotation: torch.jit.script would read it and fail on the string 'int'.)"""
 
     def make_head(self, num_classes: int) -> nn.Module:
         return nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()

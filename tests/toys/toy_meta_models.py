@@ -25,6 +25,7 @@ import torch
 from timm.models import build_model_with_cfg
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys
 
 BUGS = ("ok", "item_in_init", "no_buffer_init", "skips_on_meta", "buffer_from_param", "init_misses_param",
@@ -63,7 +64,7 @@ class PosTable(nn.Module):
         return x * (self.scale * self.table)[None, :, None, None]
 
 
-class ToyMetaNet(nn.Module):
+class ToyMetaNet(PooledLinearHead):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, bug: str = "ok", global_pool: str = "avg",
                  drop_path_rate: float = 0.1, device=None, dtype=None, **kwargs):
         super().__init__()
@@ -93,17 +94,6 @@ class ToyMetaNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pos(torch.relu(self.norm(self.stem(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def _builder(name: str, bug: str):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from timm.models import build_model_with_cfg
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys
 
 BUGS = (
@@ -104,7 +105,7 @@ class PreNormBlock(nn.Module):
         self.is_fused = True
 
 
-class ToyRepNet(nn.Module):
+class ToyRepNet(PooledLinearHead):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, bug: str = "ok", global_pool: str = "avg",
                  **kwargs):
         super().__init__()
@@ -118,17 +119,6 @@ class ToyRepNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pre_norm(self.block(self.stem(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def _builder(name: str, bug: str):

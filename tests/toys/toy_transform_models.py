@@ -23,6 +23,7 @@ import torch
 from timm.models import build_model_with_cfg, checkpoint_seq
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys
 
 BUGS = ("ok", "graph_break", "compile_differs", "script_differs", "fx_differs", "layout_differs", "batch_mix",
@@ -86,7 +87,7 @@ class ScriptQuirk(nn.Module):
         return x
 
 
-class ToyTransformNet(nn.Module):
+class ToyTransformNet(PooledLinearHead):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, bug: str = "ok", global_pool: str = "avg",
                  **kwargs):
         super().__init__()
@@ -123,17 +124,6 @@ class ToyTransformNet(nn.Module):
         else:
             x = self.blocks(x)
         return self.quirk(self.mixer(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def _builder(name: str, bug: str):

@@ -16,13 +16,14 @@ from timm.layers import is_exportable
 from timm.models import build_model_with_cfg
 from torch import nn
 
+from tests.toys.heads import PooledLinearHead
 from tests.toys.registry import register_toys
 
 BUGS = ("ok", "load_hook", "export_path", "exportable_layer")
 CHANNELS = 8
 
 
-class ToyCkptNet(nn.Module):
+class ToyCkptNet(PooledLinearHead):
     def __init__(self, num_classes: int = 1000, in_chans: int = 3, bug: str = "ok", global_pool: str = "avg",
                  **kwargs):
         super().__init__()
@@ -45,17 +46,6 @@ class ToyCkptNet(nn.Module):
         if self.bug == "export_path" and torch.onnx.is_in_onnx_export():
             x = x * 1.01
         return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = x.mean((2, 3))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(CHANNELS, num_classes) if num_classes > 0 else nn.Identity()
 
 
 def _builder(name: str, bug: str):
