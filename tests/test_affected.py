@@ -257,7 +257,6 @@ def test_a_meta_sensitive_function_sends_every_step_to_the_cpu(monkeypatch):
 
 # ---------------------------------------------------------------------- the store
 
-@pytest.mark.slow  # after the depth merge this hung until pytest-timeout (1200 s): under investigation
 def test_a_worker_that_dies_or_hangs_leaves_that_model_unknown_and_the_rest_go_on(tmp_path):
     """The store traces in subprocesses: a model that kills its worker (os._exit in the
     constructor) or runs past the per-model timeout is recorded incomplete, the worker is

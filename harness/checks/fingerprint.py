@@ -186,8 +186,11 @@ def _conversion_ids(name: str, index: SourceIndex, calls: list) -> set[str]:
     return {fid for fid in out if index.function_hash(fid) is not None}
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """A BaseException, like KeyboardInterrupt: the code it interrupts (timm's, and the
+    harness probes, e.g. facts.gather) catches Exception broadly, and once swallowed the
+    alarm has fired, so the model's next step ran unbounded (a constructor that hangs
+    hung the worker for good)."""
 
 
 @contextlib.contextmanager
