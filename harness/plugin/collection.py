@@ -28,11 +28,11 @@ from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.known_issues import KnownIssue
 from harness.registry.model_families import ModelFamily, family_for
 from harness.registry.smoke import in_smoke_scope
+from harness.reports.summary import SELECTION_NOTES
 
 KNOWN_ISSUE = pytest.StashKey[KnownIssue]()
 _NAMES = pytest.StashKey[list]()
 _SMOKE_ONLY = pytest.StashKey[set]()
-SELECTION_NOTES = pytest.StashKey[list]()  # lines for the run summary: how the selection came about
 _CASES = pytest.StashKey[list]()
 _COMPAT = pytest.StashKey[list]()
 _CAPS = pytest.StashKey[dict]()

@@ -7,6 +7,7 @@ import io
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from rich.table import Table
 
@@ -37,6 +38,11 @@ def family_of(report, families) -> str | None:
     return next((f for f in families if f in keywords), None)
 
 
+# lines for the run summary: how the selection came about (harness.plugin.collection adds
+# them when it resolves --models, which may happen before this plugin is registered)
+SELECTION_NOTES = pytest.StashKey[list]()
+
+
 class RunSummary:
     """A pytest plugin object: collects outcomes, prints and writes the summary."""
 
@@ -58,6 +64,7 @@ class RunSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.counts:
             return
+        self.notes = self.notes or list(terminalreporter.config.stash.get(SELECTION_NOTES, []))
         terminalreporter.write_sep("=", "harness summary")
         terminalreporter.write(self.render())
         if self.report_dir is not None:
