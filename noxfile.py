@@ -163,19 +163,20 @@ def baseline_problems(version: str, export_output: str, folder: Path) -> list[st
 @nox.session
 def tests(session: nox.Session) -> None:
     """The harness's own test suite (unit, planted-bug and historic-release tests)."""
+    _self_tests(session, [] if "-m" in session.posargs else ["-m", "not slow"], "harness-tests")
+
+
+def _self_tests(session: nox.Session, selection: list[str], report: str) -> None:
     _install_harness(session, "test")
-    selection = [] if "-m" in session.posargs else ["-m", "not slow"]
     session.run("python", "-m", "pytest", "tests", "-n", WORKERS, "-q", "--durations=15", *selection,
-                "--junitxml=reports/harness-tests.xml", *session.posargs)
+                f"--junitxml=reports/{report}.xml", *session.posargs)
 
 
 @nox.session
 def historic(session: nox.Session) -> None:
     """The slow self-tests: historic regressions on real timm releases (installed into
     .cache/timm-releases/) and the fingerprint end-to-end tests. Not part of CI's 20 minutes."""
-    _install_harness(session, "test")
-    session.run("python", "-m", "pytest", "tests", "-n", WORKERS, "-q", "--durations=15", "-m", "slow",
-                "--junitxml=reports/harness-historic.xml", *session.posargs)
+    _self_tests(session, ["-m", "slow"], "harness-historic")
 
 
 def _without_option(args: list[str], name: str) -> list[str]:

@@ -178,9 +178,11 @@ class ResetPlan:
     it (the fingerprints in harness.checks.exercise run the same calls without assertions):
 
     - ``fixed``: call sequences that keep the pool type, asserted by apply_resets;
-    - ``own_pool``: (N, own pool) for hypothesis-chosen N (the model has a pool type);
     - ``switches``: every other pool Q, (N, Q) then back (switch_pools);
-    - ``unpooled``: (0, '') gives unpooled features."""
+    - ``unpooled``: (0, '') gives unpooled features.
+
+    Where ``pool`` is not None the check also resets with (N, pool) for hypothesis-chosen N;
+    ``sequences()`` stands for those with one N."""
 
     num_classes: int
     pool: str | None
@@ -253,7 +255,7 @@ def switch_pools(subject: ResetSubject, pools: list[str], n: int,
             expected = signature_of(q)
             adds_attention = expected is None or any("attn_pool" in k or "AttentionPool" in v
                                                      for k, v in expected.items())
-            reshapes = pool_needs_other_weights(s.model_name, s.pool, q)
+            reshapes = "" if adds_attention else pool_needs_other_weights(s.model_name, s.pool, q)
             if not (adds_attention or reshapes):
                 raise AssertionError(f"{what} refused a pool the constructor accepts: {refused}")
             s.notes.append(f"{what} refused ({'adds an attention pool' if adds_attention else reshapes}): {refused}")

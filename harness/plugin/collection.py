@@ -86,10 +86,7 @@ def selected_names(config: pytest.Config) -> list[str]:
         notes = config.stash.get(SELECTION_NOTES, [])
         if notes:
             notes = [f"selection: {len(config.stash[_NAMES])} models (--models {opts.models})", *notes]
-            config.stash[SELECTION_NOTES] = notes
-            summary = config.pluginmanager.get_plugin("harness-summary")
-            if summary is not None:
-                summary.notes = notes
+            config.stash[SELECTION_NOTES] = notes  # the run summary reads them at the end
     return config.stash[_NAMES]
 
 

@@ -49,7 +49,7 @@ class _Reader(HTMLParser):
         if tag == "table":
             self._in_matrix = a.get("id") == "matrix"
         elif tag == "tr" and self._in_matrix and "data-model" in a:
-            hidden = "display: none" in (a.get("style") or "").replace("display:none", "display: none")
+            hidden = "display:none" in (a.get("style") or "").replace(" ", "")
             self.page.rows.append((a["data-model"], a.get("data-status", ""), hidden))
         elif tag == "td" and "data-target" in a:
             self.page.targets.append(a["data-target"])

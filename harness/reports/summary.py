@@ -55,7 +55,7 @@ class RunSummary:
         self.models: set[str] = set()
         self.not_applicable: list[tuple[str, str, str]] = []  # (model, family, why), set at session finish
         self.layers: set[str] = set()  # the layers family's subjects: timm.layers classes, not models
-        self.notes: list[str] = []  # how the selection came about (e.g. the affected models and why)
+        self.notes: list[str] = []  # how the selection came about (SELECTION_NOTES, read at the end)
 
     def pytest_runtest_logreport(self, report) -> None:
         if any(f in report.keywords for f in self.families):
@@ -64,7 +64,7 @@ class RunSummary:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.counts:
             return
-        self.notes = self.notes or list(terminalreporter.config.stash.get(SELECTION_NOTES, []))
+        self.notes = list(terminalreporter.config.stash.get(SELECTION_NOTES, []))
         terminalreporter.write_sep("=", "harness summary")
         terminalreporter.write(self.render())
         if self.report_dir is not None:
