@@ -259,7 +259,7 @@ def _default_max_rss_gb() -> str:
 @nox.session
 def sweep(session: nox.Session) -> None:
     """Every check family over every registered model (numeric under --max-params,
-    structural above), with per-test timeouts, crash isolation (worker restarts), a memory
+    structural above), the slow scope included (--slow), with per-test timeouts, crash isolation (worker restarts), a memory
     guard, progress lines, and reports/{results.json,matrix.md,matrix.html,junit.xml}.
     Takes `--candidate SPEC` (as compat; default: the installed timm) and pytest args,
     e.g. `--shard 2/4`, `--models 'vit_*'`, `--expected-status expected/status-smoke.json`,
@@ -268,7 +268,7 @@ def sweep(session: nox.Session) -> None:
     _install_harness(session)
     if candidate:
         _install_candidate(session, candidate)
-    defaults = {"--models": ["--models", "all"], "--timeout": ["--timeout", "900"],
+    defaults = {"--models": ["--models", "all"], "--slow": ["--slow"], "--timeout": ["--timeout", "900"],
                 "--max-rss-gb": ["--max-rss-gb", os.environ.get("HARNESS_MAX_RSS_GB", _default_max_rss_gb())],
                 "--max-worker-restart": ["--max-worker-restart", "200"], "--progress-every": ["--progress-every", "60"],
                 "--report-dir": ["--report-dir", "reports"], "--junitxml": ["--junitxml=reports/junit.xml"]}

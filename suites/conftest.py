@@ -32,6 +32,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     collection.drop_empty_parametrizations(config, items)
     collection.keep_smoke_scope(config, items)
+    collection.keep_run_scope(config, items)
     collection.apply_markers(config, items)
     collection.apply_intended_changes(config, items)
 

@@ -43,3 +43,18 @@ def test_harness_side_and_summary(tmp_path):
                                                           "per_model": {}}, ("0.1", "0.2"))
     assert figures["ratio"] == 2.0
     assert "ratio harness / timm" in text and "load average before 0.1" in text
+
+
+def test_a_slow_run_shows_both_scopes_and_the_default_share():
+    """--slow: the slow scope's seconds beside the default's; the default's wall is the run's
+    wall times the default's share of the test time (labelled as such)."""
+    harness = {"wall_s": 40.0, "slow": True,
+               "families": {"onnx": {"a": 2.0, "b": 4.0}, "create": {"a": 1.0, "b": 1.0}},
+               "slow_families": {"onnx": {"a": 6.0, "b": 10.0}, "benchmark": {"a": 0.0, "b": 0.0}}}
+    text, figures = bench_sweep.summary(["a", "b"], harness, {"wall_s": 10.0, "tests": 2, "per_model": {}}, ("0", "0"))
+    assert figures["families"]["onnx"]["mean"] == 3.0 and figures["slow_families"]["onnx"]["mean"] == 8.0
+    assert figures["test_s_per_model"] == 4.0 and figures["slow_test_s_per_model"] == 8.0
+    assert figures["default_wall_per_model_estimate"] == 20.0 * 8 / 24
+    assert figures["default_ratio_estimate"] == figures["default_wall_per_model_estimate"] / 5.0
+    assert "slow scope mean s/model" in text and "default scope: wall / model" in text
+    assert list(figures["families"]) == ["onnx", "create", "benchmark"]  # costliest first, both scopes counted

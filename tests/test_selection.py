@@ -53,8 +53,38 @@ def test_smoke_scope_curates_costly_families_only():
 def test_smoke_scopes_apply_only_to_models_the_smoke_token_alone_selected(tmp_path):
     """`smoke,dpn48b`: dpn48b is named, so it gets every onnx case (dynamo included); the other
     smoke models keep the curated subset (no cspresnet50 dynamo export)."""
-    run = run_suites(["--models", "smoke,dpn48b", "-m", "onnx", "--collect-only"], tmp_path)
+    run = run_suites(["--models", "smoke,dpn48b", "-m", "onnx", "--collect-only", "--slow"], tmp_path)
     collected = {line.split("::")[-1] for line in run.output.splitlines() if "test_onnx_export[" in line}
     assert "test_onnx_export[dpn48b-dynamo]" in collected, run.output[-2000:]
     assert "test_onnx_export[cspresnet50-torchscript]" in collected
     assert "test_onnx_export[cspresnet50-dynamo]" not in collected
+
+
+def test_the_slow_scope_runs_only_with_slow(tmp_path):
+    """Without --slow the dynamo exports, torch.compile and benchmarks are deselected (not
+    vanished: the run records them as deselected) and the summary says so; --slow collects them."""
+    args = ["--models", "resnet18", "-m", "onnx or transforms or benchmark", "--collect-only"]
+    default = run_suites(args, tmp_path / "default")
+    ids = {line.split("::")[-1] for line in default.output.splitlines() if "::" in line}
+    assert "test_onnx_export[resnet18-torchscript]" in ids, default.output[-2000:]
+    assert "test_transform[resnet18-jit_script]" in ids
+    assert not {i for i in ids if "dynamo" in i or "compile_" in i or i.startswith("test_benchmark")}, ids
+    slow = run_suites([*args, "--slow"], tmp_path / "slow")
+    slow_ids = {line.split("::")[-1] for line in slow.output.splitlines() if "::" in line}
+    assert {"test_onnx_export[resnet18-dynamo]", "test_transform[resnet18-compile_eager]",
+            "test_benchmark[resnet18]"} <= slow_ids, slow.output[-2000:]
+    assert slow_ids - ids == {i for i in slow_ids if "dynamo" in i or "compile_" in i or i.startswith("test_benchmark")}
+
+
+def test_slow_reasons():
+    from harness.checks.patch_size import patch_cases
+    from harness.registry.scopes import describe_slow_scope, slow_reason
+    assert slow_reason("onnx", "resnet18-dynamo-reparam") and not slow_reason("onnx", "resnet18-torchscript")
+    assert slow_reason("transforms", "resnet18-compile_inductor") and not slow_reason("transforms", "resnet18-fx_trace")
+    assert not slow_reason("create", "resnet18-dynamo")  # only the families listed
+    cases = patch_cases("vit_base_patch16_clip_224")
+    kept = {(c.family, c.tag) for c in cases if not slow_reason("patch_size", repr(c), {"patch_case": c})}
+    families = {c.family for c in cases}
+    assert {f for f, _ in kept} == families and len(kept) == len(families)  # one tag per checkpoint family
+    assert len({c.tag for c in cases}) > len(kept)
+    assert "--slow runs it" in describe_slow_scope()

@@ -46,21 +46,25 @@ class PatchCase:
     geometry_id: str          # 'original', 'patch_size_32', 'img_size_160'
     kwargs: dict = field(default_factory=dict, hash=False, compare=False)
     geometry: Geometry | None = None
+    first_of_family: bool = field(default=True, compare=False)  # else in the slow scope (registry.scopes)
 
     def __repr__(self) -> str:
         return f"{self.tag}-{self.family}-{self.geometry_id}"
 
 
 def patch_cases(model_name: str) -> list[PatchCase]:
-    """One case per (pretrained tag, checkpoint family of that tag, geometry)."""
+    """One case per (pretrained tag, checkpoint family of that tag, geometry); the first tag of
+    each family is marked (the default scope runs it, registry.scopes)."""
     geom = patch_geometry(model_name)
     if geom is None:
         return []
-    cases = []
+    cases, seen = [], set()
     for tag in pretrained_tags(model_name):
         for family in tag_families(tag).families:
-            cases.append(PatchCase(tag, family, "original", {}, geom))
-            cases += [PatchCase(tag, family, gid, kw, geom) for gid, kw in changed_geometries(geom).items()]
+            first = family not in seen
+            seen.add(family)
+            cases.append(PatchCase(tag, family, "original", {}, geom, first))
+            cases += [PatchCase(tag, family, gid, kw, geom, first) for gid, kw in changed_geometries(geom).items()]
     return cases
 
 

@@ -27,6 +27,7 @@ from harness.registry import intended_changes, known_issues
 from harness.registry.check_families import CHECK_FAMILIES
 from harness.registry.known_issues import KnownIssue
 from harness.registry.model_families import ModelFamily, family_for
+from harness.registry.scopes import describe_slow_scope, slow_reason
 from harness.registry.smoke import in_smoke_scope
 from harness.reports.summary import SELECTION_NOTES
 
@@ -83,6 +84,8 @@ def selected_names(config: pytest.Config) -> list[str]:
             config.stash[_SMOKE_ONLY] = smoke_only(expand_tokens(opts.models, registry, resolver))
         except SelectionError as exc:
             raise pytest.UsageError(str(exc)) from None
+        if config.getoption("--slow", None) is False:
+            config.stash.setdefault(SELECTION_NOTES, []).append(describe_slow_scope())
         notes = config.stash.get(SELECTION_NOTES, [])
         if notes:
             notes = [f"selection: {len(config.stash[_NAMES])} models (--models {opts.models})", *notes]
@@ -254,6 +257,32 @@ def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
                 and any(not in_smoke_scope(m.name, spec.id) for m in item.iter_markers() if m.name in CHECK_FAMILIES))
 
     dropped = [i for i in items if outside(i)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [i for i in items if i not in dropped]
+
+
+def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without ``--slow``, deselect the slow scope (registry.scopes); the sweep and the nightly
+    pass ``--slow``, and then its items are marked slow in the results. Deselected, so an
+    expected-status file does not count the cases as vanished; the run summary names the scope."""
+    def slow(item: pytest.Item) -> str:
+        spec = getattr(item, "callspec", None)
+        if spec is None or not isinstance(spec.params.get("model_case"), ModelCase):
+            return ""
+        return next((r for m in item.iter_markers() if m.name in CHECK_FAMILIES
+                     for r in [slow_reason(m.name, spec.id, spec.params)] if r), "")
+
+    wanted = config.getoption("--slow", None)
+    if wanted is None:  # not the suites' options
+        return
+    if wanted:
+        for item in items:  # results.json marks them (bench-sweep splits the figures by scope)
+            reason = slow(item)
+            if reason:
+                item.user_properties.append(("harness_slow", reason))
+        return
+    dropped = [i for i in items if slow(i)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [i for i in items if i not in dropped]

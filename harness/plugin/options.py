@@ -18,6 +18,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness", "timm regression harness")
     group.addoption("--models", default="smoke",
                     help="comma-separated fnmatch patterns over registered models, 'smoke' (default) or 'all'")
+    group.addoption("--slow", action="store_true",
+                    help="also run the slow scope (dynamo ONNX, torch.compile, benchmarks, further patch_size "
+                         "tags: harness/registry/scopes.py); the sweep and the nightly pass it")
     group.addoption("--exclude", default="", help="comma-separated fnmatch patterns removed from the selection")
     group.addoption("--max-params", type=int, default=DEFAULT_MAX_PARAMS,
                     help=f"models above N parameters get only structural checks on the meta device "

@@ -69,10 +69,13 @@ def run_harness(models: list[str], workers: int, out: Path, extra: list[str]) ->
     if not path.exists():
         raise SystemExit(f"error: the harness run wrote no {path} (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
     per: dict[str, dict[str, float]] = {}
+    slow: dict[str, dict[str, float]] = {}
     for r in load(path).tests.values():
-        per.setdefault(r.family, {}).setdefault(r.model, 0.0)
-        per[r.family][r.model] += r.duration
-    return {"wall_s": wall, "exit": proc.returncode, "families": per}
+        side = slow if r.slow else per
+        side.setdefault(r.family, {}).setdefault(r.model, 0.0)
+        side[r.family][r.model] += r.duration
+    return {"wall_s": wall, "exit": proc.returncode, "families": per, "slow_families": slow,
+            "slow": "--slow" in extra}
 
 
 def timm_node_ids(tests: Path, models: list[str]) -> list[str]:
@@ -105,26 +108,56 @@ def run_timm(models: list[str], workers: int, out: Path, version: str) -> dict:
     return {"wall_s": wall, "exit": proc.returncode, "tests": len(ids), "per_model": per_model, "dir": str(tests)}
 
 
+def _seconds(per: dict[str, float], models: list[str]) -> tuple[float, float]:
+    values = [per.get(m, 0.0) for m in models]
+    return statistics.mean(values), statistics.median(values)
+
+
 def summary(models: list[str], harness: dict, timm_side: dict | None, load: tuple[str, str]) -> tuple[str, dict]:
+    """The table: per check family the default scope's mean and median seconds per model and,
+    for a --slow run, the slow scope's mean beside it (the figure before the slow scope left
+    the default is the sum of the two)."""
     n = len(models)
+    slow = harness.get("slow_families", {})
     table = Table(title=f"bench-sweep: {n} models (load average before {load[0]}, after {load[1]})")
-    for col in ("check family", "mean s/model", "median s/model", "models"):
+    columns = ["check family", "mean s/model", "median s/model", "models"] + (["slow scope mean s/model"] if slow else [])
+    for col in columns:
         table.add_column(col, justify="right" if col != "check family" else "left")
-    figures: dict = {"models": n, "families": {}}
-    for family, per in sorted(harness["families"].items(), key=lambda kv: -sum(kv[1].values())):
-        values = [per.get(m, 0.0) for m in models]
-        figures["families"][family] = {"mean": statistics.mean(values), "median": statistics.median(values),
-                                       "models": len(per)}
-        table.add_row(family, f"{statistics.mean(values):.2f}", f"{statistics.median(values):.2f}", str(len(per)))
+    figures: dict = {"models": n, "families": {}, "slow_families": {}}
+    families = sorted(set(harness["families"]) | set(slow),
+                      key=lambda f: -sum(harness["families"].get(f, {}).values()) - sum(slow.get(f, {}).values()))
+    for family in families:
+        per = harness["families"].get(family, {})
+        mean, median = _seconds(per, models)
+        figures["families"][family] = {"mean": mean, "median": median, "models": len(per)}
+        row = [family, f"{mean:.2f}", f"{median:.2f}", str(len(per))]
+        if slow:
+            slow_mean = _seconds(slow.get(family, {}), models)[0]
+            figures["slow_families"][family] = {"mean": slow_mean}
+            row.append(f"{slow_mean:.2f}" if family in slow else "")
+        table.add_row(*row)
+    default_s = sum(sum(v.values()) for v in harness["families"].values())
+    slow_s = sum(sum(v.values()) for v in slow.values())
+    figures["test_s_per_model"] = default_s / n
+    figures["slow_test_s_per_model"] = slow_s / n
     figures["harness_wall_per_model"] = harness["wall_s"] / n
-    table.add_row("harness: wall / model", f"{figures['harness_wall_per_model']:.2f}", "", str(n), style="bold")
+    table.add_row("test seconds / model", f"{default_s / n:.2f}", "", "", *([f"{slow_s / n:.2f}"] if slow else []))
+    table.add_row("harness: wall / model" + (" (--slow run)" if harness.get("slow") else ""),
+                  f"{figures['harness_wall_per_model']:.2f}", "", str(n), style="bold")
+    if harness.get("slow") and default_s + slow_s:
+        figures["default_wall_per_model_estimate"] = figures["harness_wall_per_model"] * default_s / (default_s + slow_s)
+        table.add_row("default scope: wall / model (share of test time)",
+                      f"{figures['default_wall_per_model_estimate']:.2f}", "", "", style="bold")
     if timm_side is not None:
         figures["timm_wall_per_model"] = timm_side["wall_s"] / n
         figures["ratio"] = figures["harness_wall_per_model"] / figures["timm_wall_per_model"]
         table.add_row("timm base+cfg: wall / model", f"{figures['timm_wall_per_model']:.2f}", "",
                       f"{timm_side['tests']} tests", style="bold")
         table.add_row("ratio harness / timm", f"{figures['ratio']:.2f}", "", "", style="bold")
-    console = Console(record=True, width=100)
+        if "default_wall_per_model_estimate" in figures:
+            figures["default_ratio_estimate"] = figures["default_wall_per_model_estimate"] / figures["timm_wall_per_model"]
+            table.add_row("ratio default scope / timm", f"{figures['default_ratio_estimate']:.2f}", "", "", style="bold")
+    console = Console(record=True, width=120)
     console.print(table)
     return console.export_text(), figures
 
@@ -135,6 +168,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--models", default=None, help="comma-separated model names instead of --sample")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("HARNESS_WORKERS", "2")))
     parser.add_argument("--skip-timm", action="store_true", help="only the harness side")
+    parser.add_argument("--slow", action="store_true",
+                        help="run the harness with --slow and show the slow scope's seconds beside the default's")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-sweep")
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest args for the harness side")
     args = parser.parse_args(argv)
@@ -147,7 +182,7 @@ def main(argv: list[str]) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     before = _loadavg()
-    harness = run_harness(models, args.workers, args.out, args.pytest_args)
+    harness = run_harness(models, args.workers, args.out, [*(["--slow"] if args.slow else []), *args.pytest_args])
     timm_side = None if args.skip_timm else run_timm(models, args.workers, args.out, timm.__version__)
     text, figures = summary(models, harness, timm_side, (before, _loadavg()))
     print(text)

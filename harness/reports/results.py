@@ -35,6 +35,7 @@ class TestResult:
     detail: str = ""    # the longer failure text (truncated)
     duration: float = 0.0
     worker: str = ""
+    slow: bool = False  # in the slow scope (registry.scopes), collected with --slow
 
 
 @dataclass
@@ -118,6 +119,7 @@ class ResultsCollector:
                                 worker=str(worker))
             self.results.tests[report.nodeid] = result
         result.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        result.slow = result.slow or bool(props.get("harness_slow"))
         if outcome is None:
             return result
         if outcome == "known issue":
