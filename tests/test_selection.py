@@ -62,8 +62,9 @@ def test_smoke_scopes_apply_only_to_models_the_smoke_token_alone_selected(tmp_pa
 
 def test_the_slow_scope_runs_only_with_slow(tmp_path):
     """Without --slow the dynamo exports, torch.compile and benchmarks are deselected (not
-    vanished: the run records them as deselected) and the summary says so; --slow collects them."""
-    args = ["--models", "resnet18", "-m", "onnx or transforms or benchmark", "--collect-only"]
+    vanished: the run records them as deselected) and the summary says so; --slow collects them,
+    and so does a run that names them (-m FAMILY, -k)."""
+    args = ["--models", "resnet18", "--collect-only"]
     default = run_suites(args, tmp_path / "default")
     ids = {line.split("::")[-1] for line in default.output.splitlines() if "::" in line}
     assert "test_onnx_export[resnet18-torchscript]" in ids, default.output[-2000:]
@@ -74,6 +75,18 @@ def test_the_slow_scope_runs_only_with_slow(tmp_path):
     assert {"test_onnx_export[resnet18-dynamo]", "test_transform[resnet18-compile_eager]",
             "test_benchmark[resnet18]"} <= slow_ids, slow.output[-2000:]
     assert slow_ids - ids == {i for i in slow_ids if "dynamo" in i or "compile_" in i or i.startswith("test_benchmark")}
+    named = run_suites(["--models", "resnet18", "-m", "benchmark or golden", "--collect-only"], tmp_path / "named")
+    assert "test_benchmark[resnet18]" in named.output, named.output[-2000:]  # -m benchmark asks for the family
+    keyword = run_suites(["--models", "resnet18", "-m", "transforms", "-k", "compile_eager", "--collect-only"],
+                         tmp_path / "keyword")
+    assert "test_transform[resnet18-compile_eager]" in keyword.output, keyword.output[-2000:]
+
+
+def test_named_families():
+    from harness.plugin.collection import named_families
+    assert named_families("benchmark") == {"benchmark"}
+    assert named_families("onnx or (golden and not benchmark)") == {"onnx", "golden"}
+    assert named_families("not onnx") == set() and named_families("") == set()
 
 
 def test_slow_reasons():

@@ -264,8 +264,9 @@ def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
 
 def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--slow``, deselect the slow scope (registry.scopes); the sweep and the nightly
-    pass ``--slow``, and then its items are marked slow in the results. Deselected, so an
-    expected-status file does not count the cases as vanished; the run summary names the scope."""
+    pass ``--slow``. A run that names what it wants keeps it: ``-k``, or ``-m`` naming the
+    family (``-m benchmark``). Deselected, so an expected-status file does not count the cases
+    as vanished; the run summary names the scope; kept slow cases are marked in the results."""
     def slow(item: pytest.Item) -> str:
         spec = getattr(item, "callspec", None)
         if spec is None or not isinstance(spec.params.get("model_case"), ModelCase):
@@ -276,16 +277,28 @@ def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = config.getoption("--slow", None)
     if wanted is None:  # not the suites' options
         return
-    if wanted:
-        for item in items:  # results.json marks them (bench-sweep splits the figures by scope)
-            reason = slow(item)
-            if reason:
-                item.user_properties.append(("harness_slow", reason))
-        return
-    dropped = [i for i in items if slow(i)]
+    keep_all = wanted or bool(config.getoption("keyword", ""))  # -k names the cases it wants
+    named = named_families(config.getoption("markexpr", "") or "")
+    dropped = []
+    for item in items:
+        reason = slow(item)
+        if not reason:
+            continue
+        if keep_all or named & {m.name for m in item.iter_markers()}:
+            item.user_properties.append(("harness_slow", reason))  # results.json marks it
+        else:
+            dropped.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [i for i in items if i not in dropped]
+        gone = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in gone]
+
+
+def named_families(markexpr: str) -> set[str]:
+    """The check families a ``-m`` expression names, not negated: ``-m benchmark`` or
+    ``-m "onnx or golden"`` asks for the whole family, its slow cases included."""
+    words = re.findall(r"[A-Za-z_]\w*", markexpr)
+    return {w for i, w in enumerate(words) if w in CHECK_FAMILIES and (i == 0 or words[i - 1] != "not")}
 
 
 def apply_markers(config: pytest.Config, items: list[pytest.Item]) -> None:
