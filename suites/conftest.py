@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness.checks.pretrained import SourceCheckpoint, make_source
-from harness.plugin import collection, parametrize
+from harness.plugin import collection, parametrize, sweep
 from harness.plugin.options import HarnessOptions
 
 
@@ -70,12 +70,26 @@ def _sources() -> dict:
     return {}
 
 
+@pytest.fixture(scope="session")
+def _disk_state() -> dict:
+    return {}
+
+
+@pytest.fixture(autouse=True)
+def _one_model_on_disk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                       _disk_state: dict) -> None:
+    """The previous model's cached files go when a grouped worker starts the next model."""
+    case = getattr(getattr(request.node, "callspec", None), "params", {}).get("model_case")
+    sweep.free_previous_model(Path(tmp_path_factory.getbasetemp()), _disk_state,
+                              getattr(case, "model", None), bool(request.config.getoption("--group-models", False)))
+
+
 @pytest.fixture
 def source_checkpoint(model_case: collection.ModelCase, device: str, _sources: dict,
                       tmp_path_factory: pytest.TempPathFactory) -> SourceCheckpoint:
     """The model's deterministic checkpoint, written once per worker and model."""
     key = (model_case.model, device)
-    if key not in _sources:
+    if key not in _sources or not all(Path(f).exists() for f in _sources[key].files.values()):
         workdir = Path(tmp_path_factory.getbasetemp()) / "checkpoints"
         _sources.clear()  # keep one model's tensors in memory at a time
         _sources[key] = make_source(model_case.model, device, workdir, model_case.facts.input_size)

@@ -38,7 +38,8 @@ def patch_source(model_case, patch_case, device, _patch_sources, tmp_path_factor
     if device == "meta":
         return None
     key = (patch_case.tag, patch_case.family)
-    if key not in _patch_sources:
+    known = _patch_sources.get(key)
+    if known is None or not isinstance(known, UnsupportedLayout) and not known.path.exists():
         _patch_sources.clear()  # one source in memory at a time
         try:
             _patch_sources[key] = make_patch_source(*key, Path(tmp_path_factory.getbasetemp()) / "families")

@@ -243,3 +243,25 @@ def test_model_scheduler_groups_by_model_and_never_reruns_a_crashed_test():
                                   "n": {"t[n-1]": True}}}
     assert sched.remove_node(node) == "t[m-2]"
     assert sched.workqueue == {"m": {"t[m-1]": True, "t[m-2]": True, "t[m-3]": False}}
+
+
+def test_a_grouped_worker_keeps_one_models_files_on_disk(tmp_path):
+    from harness.plugin.sweep import MODEL_CACHE_DIRS, free_previous_model
+    state: dict = {}
+
+    def fill():
+        for name in MODEL_CACHE_DIRS:
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / "weights.pth").write_text("x")
+        (tmp_path / "registry").mkdir(exist_ok=True)  # not a per-model cache: stays
+    fill()
+    free_previous_model(tmp_path, state, "a", grouped=True)
+    free_previous_model(tmp_path, state, "a", grouped=True)
+    assert all((tmp_path / n / "weights.pth").exists() for n in MODEL_CACHE_DIRS)  # same model: kept
+    free_previous_model(tmp_path, state, None, grouped=True)  # a test without a model changes nothing
+    assert all((tmp_path / n).exists() for n in MODEL_CACHE_DIRS)
+    free_previous_model(tmp_path, state, "b", grouped=True)
+    assert not any((tmp_path / n).exists() for n in MODEL_CACHE_DIRS) and (tmp_path / "registry").exists()
+    fill()
+    free_previous_model(tmp_path, {"model": "b"}, "c", grouped=False)  # ungrouped: the model comes back later
+    assert all((tmp_path / n).exists() for n in MODEL_CACHE_DIRS)

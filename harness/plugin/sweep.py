@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -309,3 +310,21 @@ class XdistHooks:
             os.rmdir(self.map_dir)
         except OSError:
             pass
+
+
+# per-worker caches under the base temp folder that hold one model's files (suites/conftest.py,
+# test_save_load.py, test_patch_size.py): a model's checkpoints, exported artifacts, layouts
+MODEL_CACHE_DIRS = ("checkpoints", "save_load", "families")
+
+
+def free_previous_model(basetemp: Path, state: dict, model: str | None, grouped: bool) -> None:
+    """Under ``--group-models`` a worker runs one model's tests and then the next model's:
+    when the model changes, the previous model's cached files go, so a sweep's disk use is
+    one model's, not the zoo's (random48 filled 10 GB before this). Without grouping a
+    model's tests come back later, so the caches stay (the fixtures re-create what is gone)."""
+    if model is None or not grouped:
+        return
+    if state.get("model") not in (None, model):
+        for name in MODEL_CACHE_DIRS:
+            shutil.rmtree(basetemp / name, ignore_errors=True)
+    state["model"] = model
