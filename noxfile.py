@@ -192,7 +192,7 @@ def _without_option(args: list[str], name: str) -> list[str]:
 # what compat checks without --models: the smoke set. The change-aware selection
 # (`-- --models smoke,affected:previous`: plus every model a change since the previous release
 # could have affected, python -m harness affected) is not the default: fingerprinting a release
-# costs 20-250 s a model on 2 cores (~1 day for the zoo) until its cache exists.
+# costs 5-35 s a model on 2 cores (~4 h for the zoo) until its cache exists.
 DEFAULT_COMPAT_MODELS = "smoke"
 CHANGE_AWARE_MODELS = "smoke,affected:previous"
 
