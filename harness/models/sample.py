@@ -1,6 +1,8 @@
 """Named samples of the zoo, for runs too costly over every model: ``sample:modules`` is the
 smallest model (by parameter count, ties by name) of each timm module that defines
 models, so every model family's code runs once. Deterministic for a timm release.
+The fixed, written-out samples of ``harness.registry.samples`` (``sample:random48``, the
+benchmark's) are named the same way; a model of theirs that this timm lacks is dropped.
 
 Parameter counts come from meta-device builds (nothing allocated), cached per timm
 release in ``.cache/samples/<timm version>.json``; a model that does not build on the
@@ -26,8 +28,9 @@ import timm
 from harness.models import build
 from harness.models.selection import SAMPLE
 from harness.registry.paths import CACHE_DIR
+from harness.registry.samples import SAMPLES as FIXED_SAMPLES
 
-SAMPLES = ("modules",)
+SAMPLES = ("modules", *sorted(FIXED_SAMPLES))
 PREFIX = SAMPLE  # the --models token prefix, defined by the selection
 
 
@@ -73,6 +76,9 @@ def sample(name: str, registry: list[str] | None = None) -> list[str]:
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
     names = sorted(timm.list_models()) if registry is None else registry
+    if name in FIXED_SAMPLES:
+        known = set(names)
+        return [m for m in FIXED_SAMPLES[name] if m in known]
     return smallest_per_module(param_counts(names), build.entrypoint_module)
 
 
@@ -88,5 +94,6 @@ def main(argv: list[str]) -> int:
     for m in models:
         extra = f"\t{build.entrypoint_module(m).rsplit('.', 1)[-1]}\t{counts[m]:.0f}" if args.counts else ""
         print(f"{m}{extra}")
-    print(f"{len(models)} models: the smallest of each timm module (timm {build.timm_version()})", file=sys.stderr)
+    what = "a fixed sample" if args.name in FIXED_SAMPLES else "the smallest of each timm module"
+    print(f"{len(models)} models: {what} (timm {build.timm_version()})", file=sys.stderr)
     return 0
