@@ -77,6 +77,17 @@ def test_the_slow_scope_runs_only_with_slow(tmp_path):
     assert slow_ids - ids == {i for i in slow_ids if "dynamo" in i or "compile_" in i or i.startswith("test_benchmark")}
     named = run_suites(["--models", "resnet18", "-m", "benchmark or golden", "--collect-only"], tmp_path / "named")
     assert "test_benchmark[resnet18]" in named.output, named.output[-2000:]  # -m benchmark asks for the family
+
+
+def test_the_summary_counts_the_slow_cases_the_run_dropped(tmp_path):
+    """The run summary names the slow scope with the number of cases it dropped among those
+    -m selects, and says nothing where the run kept them (-m naming the family)."""
+    from harness.registry.check_families import CHECK_FAMILIES
+    only_onnx = "not (" + " or ".join(f for f in CHECK_FAMILIES if f != "onnx") + ")"  # selects, does not name it
+    onnx = run_suites(["--models", "resnet18", "-m", only_onnx], tmp_path / "onnx")
+    assert "1 cases of the slow scope are not collected" in onnx.output, onnx.output[-3000:]  # resnet18-dynamo
+    kept = run_suites(["--models", "resnet18", "-m", "benchmark or golden"], tmp_path / "kept")
+    assert "slow scope" not in kept.output, kept.output[-3000:]
     keyword = run_suites(["--models", "resnet18", "-m", "transforms", "-k", "compile_eager", "--collect-only"],
                          tmp_path / "keyword")
     assert "test_transform[resnet18-compile_eager]" in keyword.output, keyword.output[-2000:]
@@ -100,4 +111,4 @@ def test_slow_reasons():
     families = {c.family for c in cases}
     assert {f for f, _ in kept} == families and len(kept) == len(families)  # one tag per checkpoint family
     assert len({c.tag for c in cases}) > len(kept)
-    assert "--slow runs it" in describe_slow_scope()
+    assert "--slow runs it" in describe_slow_scope(3) and describe_slow_scope(3).startswith("3 cases")

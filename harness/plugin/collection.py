@@ -68,9 +68,30 @@ def _affected_resolver(config: pytest.Config, exclude: str):
             capman = config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled() if capman else _nullcontext():
                 found[spec], summary = affected_for_suites(spec, exclude, say)
-            config.stash.setdefault(SELECTION_NOTES, []).append(f"--models {AFFECTED}{spec}: {summary}")
+            _add_note(config, f"--models {AFFECTED}{spec}: {summary}")
         return found[spec]
     return resolve
+
+
+def _add_note(config: pytest.Config, note: str | None) -> None:
+    """Add a line on how the selection came about to the run summary, which reads them at
+    the end under a 'selection: N models' header (written once the names are known; note
+    None only writes the header where notes came before the names)."""
+    notes = config.stash.setdefault(SELECTION_NOTES, [])
+    if note is not None:
+        notes.append(note)
+    if _NAMES in config.stash and notes and not notes[0].startswith("selection: "):
+        models = HarnessOptions.from_config(config).models
+        notes.insert(0, f"selection: {len(config.stash[_NAMES])} models (--models {models})")
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], dropped: list[pytest.Item]) -> None:
+    """Deselect ``dropped``: reported as deselected, so an expected-status file does not
+    count them as vanished."""
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in gone]
 
 
 def selected_names(config: pytest.Config) -> list[str]:
@@ -84,12 +105,7 @@ def selected_names(config: pytest.Config) -> list[str]:
             config.stash[_SMOKE_ONLY] = smoke_only(expand_tokens(opts.models, registry, resolver))
         except SelectionError as exc:
             raise pytest.UsageError(str(exc)) from None
-        if config.getoption("--slow", None) is False:
-            config.stash.setdefault(SELECTION_NOTES, []).append(describe_slow_scope())
-        notes = config.stash.get(SELECTION_NOTES, [])
-        if notes:
-            notes = [f"selection: {len(config.stash[_NAMES])} models (--models {opts.models})", *notes]
-            config.stash[SELECTION_NOTES] = notes  # the run summary reads them at the end
+        _add_note(config, None)
     return config.stash[_NAMES]
 
 
@@ -236,10 +252,7 @@ def drop_empty_parametrizations(config: pytest.Config, items: list[pytest.Item])
             return not isinstance(params["layer_case"], LayerCase)
         return bool(params) and "model_case" in params and not isinstance(params["model_case"], ModelCase)
 
-    empty = [i for i in items if placeholder(i)]
-    if empty:
-        config.hook.pytest_deselected(items=empty)
-        items[:] = [i for i in items if i not in empty]
+    _deselect(config, items, [i for i in items if placeholder(i)])
 
 
 def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -256,17 +269,14 @@ def keep_smoke_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
         return (isinstance(case, ModelCase) and case.model in scoped
                 and any(not in_smoke_scope(m.name, spec.id) for m in item.iter_markers() if m.name in CHECK_FAMILIES))
 
-    dropped = [i for i in items if outside(i)]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [i for i in items if i not in dropped]
+    _deselect(config, items, [i for i in items if outside(i)])
 
 
 def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--slow``, deselect the slow scope (registry.scopes); the sweep and the nightly
     pass ``--slow``. A run that names what it wants keeps it: ``-k``, or ``-m`` naming the
     family (``-m benchmark``). Deselected, so an expected-status file does not count the cases
-    as vanished; the run summary names the scope; kept slow cases are marked in the results."""
+    as vanished; the run summary names the scope and the count dropped; kept slow cases are marked in the results."""
     def slow(item: pytest.Item) -> str:
         spec = getattr(item, "callspec", None)
         if spec is None or not isinstance(spec.params.get("model_case"), ModelCase):
@@ -288,10 +298,13 @@ def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
             item.user_properties.append(("harness_slow", reason))  # results.json marks it
         else:
             dropped.append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        gone = set(map(id, dropped))
-        items[:] = [i for i in items if id(i) not in gone]
+    # named from what was dropped and -m would have run: a run whose -m or -k kept the cases,
+    # or whose -m selects none of them, says nothing
+    wanted_by_m = [i for i in dropped
+                   if selects_any(config, tuple(m.name for m in i.iter_markers() if m.name in CHECK_FAMILIES))]
+    if wanted_by_m:
+        _add_note(config, describe_slow_scope(len(wanted_by_m)))
+    _deselect(config, items, dropped)
 
 
 def named_families(markexpr: str) -> set[str]:

@@ -39,8 +39,8 @@ def slow_reason(family: str, param_id: str, params: dict | None = None) -> str:
     return ""
 
 
-def describe_slow_scope() -> str:
-    """One line for the run summary."""
+def describe_slow_scope(dropped: int) -> str:
+    """One line for the run summary: ``dropped`` slow cases were deselected."""
     parts = [f"{family} {'/'.join(p for p, _ in entries)}" for family, entries in SLOW_CASES.items()]
-    return ("the slow scope is not collected (" + ", ".join(parts)
+    return (f"{dropped} cases of the slow scope are not collected (" + ", ".join(parts)
             + ", patch_size tags beyond the first per checkpoint family): --slow runs it")
