@@ -34,9 +34,9 @@ import timm  # noqa: E402
 import timm.models  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
 from harness.checks import exercise  # noqa: E402
+from harness.models import meta_ops  # noqa: E402
 from harness.models import build, facts  # noqa: E402
 from harness.models.checkpoint_sources import pretrained_tags, tag_families  # noqa: E402
 from harness.models.selection import DEFAULT_MAX_PARAMS  # noqa: E402
@@ -207,77 +207,6 @@ def _deadline(seconds: int):
         signal.signal(signal.SIGALRM, previous)
 
 
-def _batch_norm_shape(input, running_mean=None, running_var=None, weight=None, bias=None, *args, **kwargs):
-    fits = all(t is None or t.shape == (input.shape[1],) for t in (running_mean, running_var, weight, bias))
-    return input if input.dim() >= 2 and fits else None
-
-
-def _layer_norm_shape(input, normalized_shape, weight=None, bias=None, *args, **kwargs):
-    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) else (normalized_shape,)
-    fits = tuple(input.shape[-len(shape):]) == shape and all(t is None or tuple(t.shape) == shape for t in (weight, bias))
-    return input if fits else None
-
-
-def _attention_shape(query, key, value, *args, **kwargs):
-    fits = query.dim() == key.dim() == value.dim() >= 2 and query.shape[-1] == key.shape[-1] \
-        and key.shape[-2] == value.shape[-2]
-    return torch.empty((*query.shape[:-1], value.shape[-1]), dtype=query.dtype, device="meta") if fits else None
-
-
-def _same(input, *args, **kwargs):
-    return input
-
-
-def _in_place(tensor, *args, **kwargs):
-    return tensor
-
-
-# (owner, attribute, answer): torch functions whose meta implementation is a Python
-# decomposition costing milliseconds a call (clamp_ 3 ms, sdpa 3.6 ms, layer_norm 2.3 ms,
-# gelu 1.6 ms, batch_norm 5 ms, against 0.01-0.05 ms for a matmul), most of a meta build
-# (trunc_normal_ is uniform_/erfinv_/mul_/add_/clamp_) and of a meta forward. The answer
-# gives the result's shape from the arguments, or None where they do not fit, and then the
-# real function runs, so a model that fails there still fails.
-_META_SHORTCUTS = (
-    (F, "batch_norm", _batch_norm_shape),
-    (F, "layer_norm", _layer_norm_shape),
-    (F, "gelu", _same),
-    (F, "scaled_dot_product_attention", _attention_shape),
-    (torch.Tensor, "clamp_", _in_place),
-    (torch.Tensor, "normal_", _in_place),
-    (torch.Tensor, "erfinv_", _in_place),
-)
-
-
-def _shortcut(original, answer):
-    @functools.wraps(original)
-    def call(*args, **kwargs):
-        if args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            result = answer(*args, **kwargs)
-            if result is args[0] and answer is not _in_place:
-                return torch.empty_like(result)
-            if result is not None:
-                return result
-        return original(*args, **kwargs)
-    return call
-
-
-@contextlib.contextmanager
-def _fast_meta_ops():
-    """Meta-device answers for the slow torch functions of _META_SHORTCUTS while a model is
-    traced. The fingerprint records timm's frames only, and timm's code calls these
-    functions the same either way (measured on five smoke models: the same function ids,
-    a third of the time)."""
-    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in _META_SHORTCUTS]
-    try:
-        for (owner, name, original), (_, _, answer) in zip(saved, _META_SHORTCUTS):
-            setattr(owner, name, _shortcut(original, answer))
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
-
-
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
@@ -322,7 +251,7 @@ def trace_model(name: str, index: SourceIndex, root: Path, timeout: int = MODEL_
                               "cpu_steps": [], "device": "meta", "incomplete": ""}
     per_step: dict[str, set[str]] = {}
     try:
-        with _deadline(timeout), _fast_meta_ops(), exercise.scratch_dir() as tmp:
+        with _deadline(timeout), meta_ops.fast_meta_ops(), exercise.scratch_dir() as tmp:
             model_facts = facts.gather(name)
             numeric = model_facts.param_count is not None and model_facts.param_count <= DEFAULT_MAX_PARAMS
             subject = exercise.Subject(name, model_facts, family_for(name, model_facts.module), Path(tmp))

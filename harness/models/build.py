@@ -21,6 +21,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import timm  # noqa: E402
 import timm.models  # noqa: E402
 
+from harness.models import meta_ops  # noqa: E402
+
 SHRINK_TARGET = 128  # max side of the input for models that accept any size
 
 
@@ -81,12 +83,13 @@ def create(model_name: str, device: str | torch.device = "cpu", **kwargs: Any) -
     allocated); constructors that need real values fall back to registered_on_meta()."""
     if str(device) != "meta":
         return timm.create_model(model_name, **kwargs).to(device).eval()
-    try:
-        with torch.device("meta"):
-            return timm.create_model(model_name, **kwargs).eval()
-    except Exception:  # noqa: BLE001 - retried below; a real failure re-raises there
-        with registered_on_meta():
-            return timm.create_model(model_name, **kwargs).eval()
+    with meta_ops.fast_meta_ops():  # the inits' meta kernels, not the model, are most of a meta build
+        try:
+            with torch.device("meta"):
+                return timm.create_model(model_name, **kwargs).eval()
+        except Exception:  # noqa: BLE001 - retried below; a real failure re-raises there
+            with registered_on_meta():
+                return timm.create_model(model_name, **kwargs).eval()
 
 
 def flatten_outputs(out) -> list[torch.Tensor]:
@@ -125,7 +128,7 @@ def meta_forward(model: nn.Module, x: torch.Tensor):
     device cannot run the model (``is_meta_limitation``). Any other failure raises
     MetaForwardError naming it: a model that breaks must not pass as "not shape-checkable"."""
     try:
-        with torch.no_grad():
+        with torch.no_grad(), meta_ops.fast_meta_ops():
             return model(x)
     except Exception as exc:  # noqa: BLE001 - sorted below
         if is_meta_limitation(exc):
@@ -137,7 +140,7 @@ def accepts_input(model: nn.Module, x: torch.Tensor) -> bool:
     """Whether a meta forward at this input size works (a discovery probe: a size the
     model rejects is simply not used; numeric checks then run at the native size)."""
     try:
-        with torch.no_grad():
+        with torch.no_grad(), meta_ops.fast_meta_ops():
             model(x)
         return True
     except Exception:  # noqa: BLE001 - any rejection means "use the native size"

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from harness.models import build, heads
+from harness.models import build, heads, meta_ops
 from harness.models.facts import cache_key
 from harness.registry import capability_rules as rules
 
@@ -92,13 +92,14 @@ def probe(model_name: str, kwargs: dict) -> Probe:
     import timm
 
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), meta_ops.fast_meta_ops():
             return Probe("ok", "", timm.create_model(model_name, **kwargs).eval())
     except Exception as exc:  # noqa: BLE001 - read by the rules, never swallowed: broken cases are kept
         if _is_rejection(exc):
             return Probe("rejected", _describe(f"create_model({model_name!r}, **{kwargs})", exc))
     try:
-        with build.registered_on_meta():  # constructors that read values (build.create's fallback)
+        # constructors that read values (build.create's fallback)
+        with build.registered_on_meta(), meta_ops.fast_meta_ops():
             return Probe("ok", "", timm.create_model(model_name, **kwargs).eval())
     except Exception as exc:  # noqa: BLE001 - as above
         status = "rejected" if _is_rejection(exc) else "broken"
