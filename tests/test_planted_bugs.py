@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.checks.pretrained import check_variant, make_source
-from harness.checks.reset_classifier import check_reset_classifier, make_subject
+from harness.checks.reset_classifier import check_reset_classifier, fresh_copy, make_subject
 from harness.models.variants import LOAD_MODES, head_variants
 from harness.registry.model_families import family_for
 from tests.toys import toy_models
@@ -77,6 +77,43 @@ def test_create_and_pretrained_catch_planted_bug(name, mode, variant, message, t
 def test_reset_classifier_catches_planted_bug(name, config, message):
     with pytest.raises(AssertionError, match=message):
         run_reset(name, **config)
+
+
+def test_reset_steps_share_the_models_tensors_and_prove_it_harmless():
+    """The steps' copies share the configured model's tensors (fresh_copy); a correct model
+    is checked on them alone, with no note, and its tensors are untouched."""
+    subject = make_subject("toy_ok", "cpu", SIZE, {})
+    copy = fresh_copy(subject)
+    assert copy is not subject.model and copy.head is not subject.model.head
+    assert copy.head.weight is subject.model.head.weight
+    before = {k: v.clone() for k, v in subject.model.state_dict().items()}
+    check_reset_classifier(subject, FAMILY, max_examples=2)
+    assert subject.share_tensors and not subject.notes
+    assert all(torch.equal(v, before[k]) for k, v in subject.model.state_dict().items())
+
+
+def test_a_reset_that_writes_in_place_is_checked_again_on_deep_copies():
+    """A reset that writes the old head's bias in place (harmless on a deep copy) leaks into
+    the shared tensors: the check notices, restores the model, and the deep-copy run
+    decides, passing, with a note naming the tensor."""
+    subject = make_subject("toy_zeroes_old_head", "cpu", SIZE, {})
+    bias = subject.model.head.bias.clone()
+    done = check_reset_classifier(subject, FAMILY, max_examples=2)
+    assert done == check_reset_classifier(make_subject("toy_ok", "cpu", SIZE, {}), FAMILY, max_examples=2)
+    assert not subject.share_tensors and torch.equal(subject.model.head.bias, bias)
+    assert any("wrote into the model's tensors in place (head.bias)" in n for n in subject.notes), subject.notes
+
+
+def test_a_reset_that_writes_the_backbone_fails_as_on_deep_copies():
+    """Writing a backbone weight is caught the same way with shared copies as with deep
+    ones: the first step's model(x) no longer matches the head on the features."""
+    message = r"forward_head\(forward_features\(x\)\) vs model\(x\)"
+    with pytest.raises(AssertionError, match=message):
+        run_reset("toy_writes_body")
+    deep = make_subject("toy_writes_body", "cpu", SIZE, {})
+    deep.share_tensors = False
+    with pytest.raises(AssertionError, match=message):
+        check_reset_classifier(deep, FAMILY, max_examples=2)
 
 
 def test_structural_checks_on_meta_catch_strict_head_bug():

@@ -129,12 +129,12 @@ def fast_build_problem(model: nn.Module, touched: list[torch.Tensor]) -> str | N
     return None
 
 
-def build_deterministic(model_name: str, device: str = "cpu") -> nn.Module:
-    """create() on the device with the random inits skipped, then fill_deterministic; the
-    plain create + fill_deterministic wherever the fast build is not provably the same."""
+def build_deterministic(model_name: str, device: str = "cpu", **kwargs: Any) -> nn.Module:
+    """create(**kwargs) on the device with the random inits skipped, then fill_deterministic;
+    the plain create + fill_deterministic wherever the fast build is not provably the same."""
     try:
         with skip_init() as touched:
-            model = build.create(model_name, device=device)
+            model = build.create(model_name, device=device, **kwargs)
         problem = fast_build_problem(model, touched)
     except Exception as exc:  # noqa: BLE001 - the plain build below raises the real error, if any
         model, problem = None, f"the fast build raised {type(exc).__name__}: {exc}"[:300]
@@ -143,7 +143,7 @@ def build_deterministic(model_name: str, device: str = "cpu") -> nn.Module:
     del model
     stats["fallbacks"] += 1
     fallbacks[model_name] = problem
-    return fill_deterministic(build.create(model_name, device=device), model_name)
+    return fill_deterministic(build.create(model_name, device=device, **kwargs), model_name)
 
 
 def deterministic(model_name: str, device: str = "cpu") -> nn.Module:

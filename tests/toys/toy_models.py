@@ -26,6 +26,8 @@ MODEL_BUGS = (
     "wrong_features",        # num_classes=0 returns a projection, not the features
     "ignores_num_classes",   # constructor ignores num_classes
     "lossy_state_dict",      # a tensor the forward uses is a random non-persistent buffer: lost by a state_dict
+    "zeroes_old_head",       # not a bug: reset_classifier writes the old head's bias in place before replacing it
+    "writes_body",           # reset_classifier writes a backbone weight in place
 )
 LOAD_BUGS = (
     "strict_head",           # HRNet 0.9.16: head='' drops modules, yet loads strictly
@@ -111,6 +113,11 @@ class ToyNet(nn.Module):
             self.norm = nn.LayerNorm(16)
         if num_classes == 0 and self.bug == "keep_classifier":
             return
+        with torch.no_grad():
+            if self.bug == "zeroes_old_head" and isinstance(self.head, nn.Linear):
+                self.head.bias.zero_()
+            if self.bug == "writes_body":
+                self.stage.weight.mul_(1.5)
         self.head = nn.Linear(16, num_classes) if num_classes > 0 else nn.Identity()
 
 
