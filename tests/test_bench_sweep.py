@@ -33,6 +33,30 @@ def test_timm_ids_are_the_base_and_cfg_tests_of_exactly_the_sample(tmp_path):
                            "test_models.py::test_model_forward[1-toy_c]"]
 
 
+SDIST_TESTS = FAKE_TIMM_TESTS.replace("@pytest.mark.base\n@pytest.mark.parametrize(\"model_name\", [\"toy_a\", \"toy_b\"",
+                                      "@pytest.mark.forward\n@pytest.mark.parametrize(\"model_name\", [\"toy_a\", \"toy_b\"")
+SDIST_TESTS = SDIST_TESTS.replace('["toy_a", "toy_ab"]', '["toy_a.tag_in1k", "toy_ab.tag"]')
+
+
+def test_timm_ids_in_a_source_distribution_layout(tmp_path, monkeypatch):
+    """As timm 1.0.31's sdist: the config in pyproject.toml one level up (so pytest's rootdir
+    is the sdist, not tests/), forward tests with a marker of their own, cfg tests by tag."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_models.py").write_text(SDIST_TESTS)
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\nmarkers = [\n    "base: b",\n'
+                                             '    "forward: f",\n    "cfg: c",\n]\n')
+    assert bench_sweep.timm_markexpr(tests) == "base or cfg or forward"
+    ids = bench_sweep.timm_node_ids(tests, ["toy_a", "toy_c"])
+    assert sorted(ids) == ["test_models.py::test_model_default_cfgs[toy_a.tag_in1k]",
+                           "test_models.py::test_model_forward[1-toy_a]",
+                           "test_models.py::test_model_forward[1-toy_c]"]
+    monkeypatch.setattr(bench_sweep, "timm_tests_dir", lambda version: tests)
+    side = bench_sweep.run_timm(["toy_a", "toy_c"], 0, tmp_path, "unused")  # the ids run where collected
+    assert side["tests"] == 3 and side["markexpr"] == "base or cfg or forward"
+    assert set(side["per_model"]) == {"toy_a", "toy_c"}
+
+
 def test_harness_side_and_summary(tmp_path):
     models = ["toy_ok", "toy_nan_output"]
     args = ["-p", "tests.toys.toy_models", "-m", "create or reset_classifier", "-p", "no:cacheprovider"]

@@ -104,6 +104,23 @@ def test_a_reset_that_writes_in_place_is_checked_again_on_deep_copies():
     assert any("wrote into the model's tensors in place (head.bias)" in n for n in subject.notes), subject.notes
 
 
+def test_written_tensors_include_non_persistent_buffers_and_nan():
+    """fresh_copy shares non-persistent buffers too, so the proof looks at them; NaN where
+    NaN was is not a write."""
+    import copy as copy_module
+
+    from harness.checks.reset_classifier import _tensors_written
+    model = torch.nn.Linear(2, 2)
+    model.register_buffer("scale", torch.tensor([1.0, float("nan")]), persistent=False)
+    pristine = copy_module.deepcopy(model)
+    assert _tensors_written(model, pristine) == []
+    with torch.no_grad():
+        model.scale[0] = 2.0
+    assert _tensors_written(model, pristine) == ["scale"]
+    model.weight.requires_grad_(False)
+    assert _tensors_written(model, pristine) == ["scale", "weight"]
+
+
 def test_a_reset_that_writes_the_backbone_fails_as_on_deep_copies():
     """Writing a backbone weight is caught the same way with shared copies as with deep
     ones: the first step's model(x) no longer matches the head on the features."""

@@ -86,19 +86,24 @@ def fresh_copy(subject: ResetSubject) -> nn.Module:
     return copy.deepcopy(subject.model, shared)
 
 
+def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer, non-persistent buffers included (fresh_copy shares those too)."""
+    return {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
+
+
 def _tensors_written(model: nn.Module, pristine: nn.Module) -> list[str]:
-    """The state_dict entries of ``model`` that differ from ``pristine`` (a deep copy taken
+    """The parameters and buffers of ``model`` that differ from ``pristine`` (a deep copy taken
     before any step) in presence, shape, dtype, requires_grad or value (NaN equal to NaN;
     values not compared on the meta device, which has none)."""
-    now, before = model.state_dict(keep_vars=True), pristine.state_dict(keep_vars=True)
-    written = sorted(set(now) ^ set(before))
+    now, before = _tensors(model), _tensors(pristine)
+    written = list(set(now) ^ set(before))
     for key in set(now) & set(before):
         a, b = now[key], before[key]
         if (a.shape, a.dtype, a.requires_grad) != (b.shape, b.dtype, b.requires_grad):
             written.append(key)
         elif not a.is_meta and not torch.equal(a, b) and not _equal_with_nan(a, b):
             written.append(key)
-    return written
+    return sorted(written)
 
 
 def _equal_with_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -384,7 +389,7 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
     notes = list(subject.notes)
     try:
         done = _check(subject, family, max_examples, pools, unpooled)
-    except AssertionError:
+    except Exception:  # a failure after a step wrote into the shared tensors is decided on deep copies
         if not _tensors_written(subject.model, pristine):
             raise
         done = None

@@ -1,6 +1,7 @@
 """``python -m harness bench-sweep``: what the default run costs per model and check family
 on a named sample, beside timm's own ``tests/test_models.py -m "base or cfg"`` on the
-same models, in one run, as a ratio.
+same models (and ``forward or backward``, where the release gives those tests markers of their
+own: timm 1.0.31's ``base`` no longer holds them), in one run, as a ratio.
 
 Both sides run as a user runs them (pytest, ``-n`` workers, a warm facts cache for the
 harness; timm's test file from the source distribution of the installed release), one
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -68,33 +70,71 @@ def run_harness(models: list[str], workers: int, out: Path, extra: list[str]) ->
     path = report / RESULTS_FILE
     if not path.exists():
         raise SystemExit(f"error: the harness run wrote no {path} (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
+    side = harness_side(path, wall, proc.returncode, "--slow" in extra)
+    (out / HARNESS_SIDE).write_text(json.dumps(side, indent=1) + "\n")
+    return side
+
+
+HARNESS_SIDE = "harness-side.json"  # what --reuse-harness reads back
+
+
+def harness_side(path: Path, wall: float, exit_code: int, slow: bool) -> dict:
+    """Per family and model, the summed test seconds of a harness run's results.json."""
     per: dict[str, dict[str, float]] = {}
-    slow: dict[str, dict[str, float]] = {}
+    slow_families: dict[str, dict[str, float]] = {}
     for r in load(path).tests.values():
-        side = slow if r.slow else per
+        side = slow_families if r.slow else per
         side.setdefault(r.family, {}).setdefault(r.model, 0.0)
         side[r.family][r.model] += r.duration
-    return {"wall_s": wall, "exit": proc.returncode, "families": per, "slow_families": slow,
-            "slow": "--slow" in extra}
+    return {"wall_s": wall, "exit": exit_code, "families": per, "slow_families": slow_families, "slow": slow}
 
 
-def timm_node_ids(tests: Path, models: list[str]) -> list[str]:
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "test_models.py", "-m", "base or cfg"], cwd=tests, capture_output=True, text=True)
+# timm's per-model tests: "base or cfg" until the forward and backward tests got markers of
+# their own (timm 1.0.31 declares forward/backward; its "base" is then a few test_* models).
+PER_MODEL_MARKERS = ("base", "cfg", "forward", "backward")
+
+
+def timm_markexpr(tests: Path) -> str:
+    """``-m`` for timm's per-model tests in this release: base and cfg, plus forward and
+    backward where the release declares them (pyproject.toml, pytest.ini or setup.cfg)."""
+    declared = " ".join(f.read_text(errors="ignore") for f in (tests.parent / "pyproject.toml", tests / "pytest.ini",
+                                                                tests.parent / "setup.cfg", tests / "conftest.py")
+                        if f.is_file())
+    names = [m for m in PER_MODEL_MARKERS if m in ("base", "cfg") or re.search(rf"[\"'\s]{m}\s*:", declared)]
+    return " or ".join(names)
+
+
+def _model_of_param(part: str) -> str:
+    return part.split(".", 1)[0]  # cfg tests are parametrized by pretrained tag: 'resnet26d.bt_in1k'
+
+
+def _pytest(tests: Path) -> list[str]:
+    # ids relative to tests/ whatever rootdir the release's config would pick (its pyproject.toml)
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--rootdir={tests}"]
+
+
+def timm_node_ids(tests: Path, models: list[str], markexpr: str | None = None) -> list[str]:
+    """timm's per-model test ids (timm_markexpr) whose parameters name a model of ``models``."""
+    markexpr = timm_markexpr(tests) if markexpr is None else markexpr
+    proc = subprocess.run([*_pytest(tests), "--collect-only", "-q", "test_models.py", "-m", markexpr],
+                          cwd=tests, capture_output=True, text=True)
     wanted = set(models)
     ids = []
     for line in proc.stdout.splitlines():
-        if "::" in line and "[" in line and set(line.rsplit("[", 1)[1].rstrip("]").split("-")) & wanted:
+        if "::" in line and "[" in line and {_model_of_param(p) for p in line.rsplit("[", 1)[1].rstrip("]").split("-")} & wanted:
             ids.append(line.strip())
+    if not ids:
+        raise SystemExit(f"error: no test of timm's {tests / 'test_models.py'} (-m {markexpr!r}) names these models "
+                         f"(exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     return ids
 
 
 def run_timm(models: list[str], workers: int, out: Path, version: str) -> dict:
     tests = timm_tests_dir(version)
-    ids = timm_node_ids(tests, models)
+    markexpr = timm_markexpr(tests)
+    ids = timm_node_ids(tests, models, markexpr)
     junit = out / "timm-junit.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers),
-           f"--junitxml={junit}", *ids]
+    cmd = [*_pytest(tests), "-q", "-n", str(workers), f"--junitxml={junit}", *ids]
     started = time.time()
     proc = subprocess.run(cmd, cwd=tests, capture_output=True, text=True)
     wall = time.time() - started
@@ -102,10 +142,15 @@ def run_timm(models: list[str], workers: int, out: Path, version: str) -> dict:
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):
             name = case.get("name", "")
-            hit = set(name.rsplit("[", 1)[-1].rstrip("]").split("-")) & set(models)
+            hit = {_model_of_param(p) for p in name.rsplit("[", 1)[-1].rstrip("]").split("-")} & set(models)
             for m in hit:
                 per_model[m] = per_model.get(m, 0.0) + float(case.get("time", 0.0))
-    return {"wall_s": wall, "exit": proc.returncode, "tests": len(ids), "per_model": per_model, "dir": str(tests)}
+    ran = sum(1 for _ in ET.parse(junit).getroot().iter("testcase")) if junit.exists() else 0
+    if ran < len(ids):
+        raise SystemExit(f"error: timm's tests ran {ran} of {len(ids)} selected ids (exit {proc.returncode}):\n"
+                         f"{proc.stdout[-3000:]}")
+    return {"wall_s": wall, "exit": proc.returncode, "tests": len(ids), "per_model": per_model, "dir": str(tests),
+            "markexpr": markexpr}
 
 
 def _seconds(per: dict[str, float], models: list[str]) -> tuple[float, float]:
@@ -151,7 +196,7 @@ def summary(models: list[str], harness: dict, timm_side: dict | None, load: tupl
     if timm_side is not None:
         figures["timm_wall_per_model"] = timm_side["wall_s"] / n
         figures["ratio"] = figures["harness_wall_per_model"] / figures["timm_wall_per_model"]
-        table.add_row("timm base+cfg: wall / model", f"{figures['timm_wall_per_model']:.2f}", "",
+        table.add_row("timm per-model tests: wall / model", f"{figures['timm_wall_per_model']:.2f}", "",
                       f"{timm_side['tests']} tests", style="bold")
         table.add_row("ratio harness / timm", f"{figures['ratio']:.2f}", "", "", style="bold")
         if "default_wall_per_model_estimate" in figures:
@@ -171,6 +216,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--slow", action="store_true",
                         help="run the harness with --slow and show the slow scope's seconds beside the default's")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench-sweep")
+    parser.add_argument("--reuse-harness", action="store_true",
+                        help=f"take the harness side from OUT/{HARNESS_SIDE} of an earlier run (same models) "
+                             f"and run only timm's tests")
     parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest args for the harness side")
     args = parser.parse_args(argv)
     import timm
@@ -182,7 +230,18 @@ def main(argv: list[str]) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     before = _loadavg()
-    harness = run_harness(models, args.workers, args.out, [*(["--slow"] if args.slow else []), *args.pytest_args])
+    if args.reuse_harness:
+        stored = args.out / HARNESS_SIDE
+        if not stored.is_file():
+            print(f"error: --reuse-harness: no {stored} (run once without it)", file=sys.stderr)
+            return 2
+        harness = json.loads(stored.read_text())
+        missing = set(models) - {m for fam in harness["families"].values() for m in fam}
+        if missing:
+            print(f"error: --reuse-harness: {stored} has no test of {', '.join(sorted(missing))}", file=sys.stderr)
+            return 2
+    else:
+        harness = run_harness(models, args.workers, args.out, [*(["--slow"] if args.slow else []), *args.pytest_args])
     timm_side = None if args.skip_timm else run_timm(models, args.workers, args.out, timm.__version__)
     text, figures = summary(models, harness, timm_side, (before, _loadavg()))
     print(text)
