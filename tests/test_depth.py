@@ -146,6 +146,18 @@ def test_constructor_kwargs_catch_planted_bug(bug, cid, message):
         check_constructor_kwarg(name, "cpu", SIZE, kwarg_case(name, cid))
 
 
+@pytest.mark.parametrize("model_name", ["efficientnet_lite0", "resnetv2_50d"])
+def test_a_norm_layer_built_in_its_norm_act_form_counts(model_name):
+    """norm_layer='layernorm2d' on a model that fuses norm and activation builds LayerNormAct2d
+    (get_norm_act_layer), not LayerNorm2d: the kwarg is honoured (the random48 bench failed
+    five such models before)."""
+    from harness.checks.constructor_kwargs import _layer_classes, check_module
+    from timm.layers import LayerNorm2d, LayerNormAct2d
+    assert _layer_classes("norm_layer", "layernorm2d") == (LayerNorm2d, LayerNormAct2d)
+    check_module(model_name, "meta", (3, 64, 64), KwargCase("norm_layer_layernorm2d", {"norm_layer": "layernorm2d"},
+                                                            "norm_layer"))
+
+
 def test_constructor_kwargs_on_the_meta_device():
     for cid in ("reg_tokens_2", "pos_embed_none", "class_token_False"):
         check_constructor_kwarg(OK, "meta", SIZE, kwarg_case(OK, cid))

@@ -16,6 +16,7 @@ where it is observable (registry.capability_rules.KwargProbe.effect):
 Over --max-params only what the meta device shows is checked (construction, shapes)."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -205,16 +206,33 @@ def check_tokens(model_name: str, device: str, input_size, case: KwargCase) -> N
 
 
 def check_module(model_name: str, device: str, input_size, case: KwargCase) -> None:
-    from timm import layers
-
     what = _what(model_name, case.kwargs)
     model = _create(model_name, device, case.kwargs)
-    getter = layers.get_act_layer if case.name == "act_layer" else layers.get_norm_layer
-    cls = getter(case.kwargs[case.name])
-    if isinstance(cls, type) and not any(isinstance(m, cls) for m in model.modules()):
-        raise AssertionError(f"{what}: no {cls.__name__} module in the built model "
-                             f"({case.name}={case.kwargs[case.name]!r} resolves to it)")
+    value = case.kwargs[case.name]
+    wanted = _layer_classes(case.name, value)
+    if wanted and not any(isinstance(m, wanted) for m in model.modules()):
+        forms = " or ".join(c.__name__ for c in wanted)
+        raise AssertionError(f"{what}: no {forms} module in the built model ({case.name}={value!r} resolves to "
+                             f"{'them' if len(wanted) > 1 else 'it'})")
     _run(model, model_name, input_size, device, what)
+
+
+def _layer_classes(name: str, value) -> tuple[type, ...]:
+    """The module classes ``name=value`` may build: the act layer, or the norm layer and its
+    norm+act form (models that fuse the activation, EfficientNet, ResNetV2, CSPNet, VoVNet,
+    build get_norm_act_layer(value): LayerNormAct2d for 'layernorm2d', not a LayerNorm2d)."""
+    from timm import layers
+
+    if name == "act_layer":
+        found = [layers.get_act_layer(value)]
+    else:
+        found = [layers.get_norm_layer(value)]
+        try:
+            fused = layers.get_norm_act_layer(value)
+        except Exception:  # noqa: BLE001 - a norm without a norm+act form: only the norm counts
+            fused = None
+        found.append(fused.func if isinstance(fused, functools.partial) else fused)
+    return tuple(dict.fromkeys(c for c in found if isinstance(c, type)))
 
 
 def check_runs(model_name: str, device: str, input_size, case: KwargCase) -> None:
