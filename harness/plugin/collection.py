@@ -276,7 +276,8 @@ def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without ``--slow``, deselect the slow scope (registry.scopes); the sweep and the nightly
     pass ``--slow``. A run that names what it wants keeps it: ``-k``, or ``-m`` naming the
     family (``-m benchmark``). Deselected, so an expected-status file does not count the cases
-    as vanished; the run summary names the scope and the count dropped; kept slow cases are marked in the results."""
+    as vanished; the run summary names the scope and the count dropped; kept slow cases are
+    marked in the results."""
     def slow(item: pytest.Item) -> str:
         spec = getattr(item, "callspec", None)
         if spec is None or not isinstance(spec.params.get("model_case"), ModelCase):
@@ -300,10 +301,11 @@ def keep_run_scope(config: pytest.Config, items: list[pytest.Item]) -> None:
             dropped.append(item)
     # named from what was dropped and -m would have run: a run whose -m or -k kept the cases,
     # or whose -m selects none of them, says nothing
-    wanted_by_m = [i for i in dropped
-                   if selects_any(config, tuple(m.name for m in i.iter_markers() if m.name in CHECK_FAMILIES))]
+    family_of = {id(i): next(m.name for m in i.iter_markers() if m.name in CHECK_FAMILIES) for i in dropped}
+    selected = {f: selects_any(config, (f,)) for f in set(family_of.values())}  # -m compiled once a family
+    wanted_by_m = sum(1 for i in dropped if selected[family_of[id(i)]])
     if wanted_by_m:
-        _add_note(config, describe_slow_scope(len(wanted_by_m)))
+        _add_note(config, describe_slow_scope(wanted_by_m))
     _deselect(config, items, dropped)
 
 

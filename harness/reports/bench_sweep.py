@@ -104,8 +104,11 @@ def timm_markexpr(tests: Path) -> str:
     return " or ".join(names)
 
 
-def _model_of_param(part: str) -> str:
-    return part.split(".", 1)[0]  # cfg tests are parametrized by pretrained tag: 'resnet26d.bt_in1k'
+def _models_named(test_id: str, models: set[str]) -> set[str]:
+    """The models of ``models`` a timm test id's parameters name ('test_x[1-resnet26d]'; cfg
+    tests are parametrized by pretrained tag: 'resnet26d.bt_in1k')."""
+    params = test_id.rsplit("[", 1)[-1].rstrip("]").split("-") if "[" in test_id else []
+    return {p.split(".", 1)[0] for p in params} & models
 
 
 def _pytest(tests: Path) -> list[str]:
@@ -121,7 +124,7 @@ def timm_node_ids(tests: Path, models: list[str], markexpr: str | None = None) -
     wanted = set(models)
     ids = []
     for line in proc.stdout.splitlines():
-        if "::" in line and "[" in line and {_model_of_param(p) for p in line.rsplit("[", 1)[1].rstrip("]").split("-")} & wanted:
+        if "::" in line and _models_named(line.strip(), wanted):
             ids.append(line.strip())
     if not ids:
         raise SystemExit(f"error: no test of timm's {tests / 'test_models.py'} (-m {markexpr!r}) names these models "
@@ -139,13 +142,11 @@ def run_timm(models: list[str], workers: int, out: Path, version: str) -> dict:
     proc = subprocess.run(cmd, cwd=tests, capture_output=True, text=True)
     wall = time.time() - started
     per_model: dict[str, float] = {}
-    if junit.exists():
-        for case in ET.parse(junit).getroot().iter("testcase"):
-            name = case.get("name", "")
-            hit = {_model_of_param(p) for p in name.rsplit("[", 1)[-1].rstrip("]").split("-")} & set(models)
-            for m in hit:
-                per_model[m] = per_model.get(m, 0.0) + float(case.get("time", 0.0))
-    ran = sum(1 for _ in ET.parse(junit).getroot().iter("testcase")) if junit.exists() else 0
+    cases = list(ET.parse(junit).getroot().iter("testcase")) if junit.exists() else []
+    for case in cases:
+        for m in _models_named(case.get("name", ""), set(models)):
+            per_model[m] = per_model.get(m, 0.0) + float(case.get("time", 0.0))
+    ran = len(cases)
     if ran < len(ids):
         raise SystemExit(f"error: timm's tests ran {ran} of {len(ids)} selected ids (exit {proc.returncode}):\n"
                          f"{proc.stdout[-3000:]}")
