@@ -79,33 +79,51 @@ def test_reset_classifier_catches_planted_bug(name, config, message):
         run_reset(name, **config)
 
 
-def test_reset_steps_share_the_models_tensors_and_prove_it_harmless():
-    """The steps' copies share the configured model's tensors (fresh_copy); a correct model
-    is checked on them alone, with no note, and its tensors are untouched."""
+def test_reset_steps_reuse_the_model_restored_and_prove_it_harmless():
+    """The steps run on the configured model itself, put back before each (fresh_copy): the
+    head a reset replaced is the original again. A correct model is checked that way alone,
+    with no note, and ends as it started."""
     subject = make_subject("toy_ok", "cpu", SIZE, {})
-    copy = fresh_copy(subject)
-    assert copy is not subject.model and copy.head is not subject.model.head
-    assert copy.head.weight is subject.model.head.weight
+    head, classes = subject.model.head, subject.model.num_classes
     before = {k: v.clone() for k, v in subject.model.state_dict().items()}
+    model = fresh_copy(subject)
+    model.reset_classifier(7)
+    assert model.head is not head and model.num_classes == 7
+    assert fresh_copy(subject) is subject.model and subject.model.head is head and subject.model.num_classes == classes
     check_reset_classifier(subject, FAMILY, max_examples=2)
-    assert subject.share_tensors and not subject.notes
+    assert subject.in_place and not subject.notes and subject.model.head is head
     assert all(torch.equal(v, before[k]) for k, v in subject.model.state_dict().items())
+
+
+def test_state_restoring_cannot_undo_is_named():
+    """A plain value mutated below the first level (a dict inside a list) survives the
+    restore of the attributes: the snapshot names the module, and the check would rerun."""
+    from harness.models.module_state import ModuleSnapshot
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    model.info = [{"num_chs": 2}]
+    model[0].name = "fc"
+    snapshot = ModuleSnapshot(model)
+    model.info.append({"num_chs": 3})  # first level: restored
+    model[0].name, model[0].extra = "other", 1
+    assert snapshot.not_restored() == [] and model.info == [{"num_chs": 2}] and model[0].name == "fc"
+    model.info[0]["num_chs"] = 5  # below the first level: not
+    assert snapshot.not_restored() == ["attributes of the model"]
 
 
 def test_a_reset_that_writes_in_place_is_checked_again_on_deep_copies():
     """A reset that writes the old head's bias in place (harmless on a deep copy) leaks into
-    the shared tensors: the check notices, restores the model, and the deep-copy run
+    the reused model: the check notices, and the deep-copy run of the model as it was
     decides, passing, with a note naming the tensor."""
     subject = make_subject("toy_zeroes_old_head", "cpu", SIZE, {})
     bias = subject.model.head.bias.clone()
     done = check_reset_classifier(subject, FAMILY, max_examples=2)
     assert done == check_reset_classifier(make_subject("toy_ok", "cpu", SIZE, {}), FAMILY, max_examples=2)
-    assert not subject.share_tensors and torch.equal(subject.model.head.bias, bias)
-    assert any("wrote into the model's tensors in place (head.bias)" in n for n in subject.notes), subject.notes
+    assert not subject.in_place and torch.equal(subject.model.head.bias, bias)
+    assert any("wrote into the model in place (head.bias)" in n for n in subject.notes), subject.notes
 
 
 def test_written_tensors_include_non_persistent_buffers_and_nan():
-    """fresh_copy shares non-persistent buffers too, so the proof looks at them; NaN where
+    """The steps write non-persistent buffers too, so the proof looks at them; NaN where
     NaN was is not a write."""
     import copy as copy_module
 
@@ -128,7 +146,7 @@ def test_a_reset_that_writes_the_backbone_fails_as_on_deep_copies():
     with pytest.raises(AssertionError, match=message):
         run_reset("toy_writes_body")
     deep = make_subject("toy_writes_body", "cpu", SIZE, {})
-    deep.share_tensors = False
+    deep.in_place = False
     with pytest.raises(AssertionError, match=message):
         check_reset_classifier(deep, FAMILY, max_examples=2)
 

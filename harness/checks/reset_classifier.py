@@ -2,19 +2,20 @@
 discovered pool Q: ``(N, Q)`` switches to Q (the pooling then looks as if the model had been
 built with ``global_pool=Q``) and the round trip back restores the original pool.
 
-Each step starts from a fresh copy of the configured model, so one step's change of pool
-type (which may legitimately remove an attention pool) never leaks into the next. The copies
-share the model's parameters and buffers (``fresh_copy``: a deep copy of a 16M-parameter
-ResNet costs 36 ms, one that shares the tensors 9 ms, and a model's 18 reset configs take
-about 20 steps each); the check then proves no step wrote into them, and otherwise runs again
-on deep copies, so sharing never changes a result.
+Each step starts from the configured model as it was, so one step's change of pool type
+(which may legitimately remove an attention pool) never leaks into the next. The steps run on
+the subject's own model, put back before each (``fresh_copy``: every module's attributes
+restored from a snapshot, harness.models.module_state), not on copies: a model's 18 reset
+configs take about 20 steps each, and a deep copy per step was two thirds of the family's
+time. The check then proves no step wrote into the tensors or left state that restoring
+cannot undo, and otherwise runs again on deep copies, so reusing the model never changes a
+result.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import functools
-import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,6 +26,7 @@ from torch import nn
 
 from harness.checks import compare
 from harness.models import build, heads
+from harness.models.module_state import ModuleSnapshot
 from harness.registry.model_families import ModelFamily
 from harness.weights import model_cache
 from harness.weights.deterministic import BATCH_SIZE, make_input
@@ -46,7 +48,8 @@ class ResetSubject:
     notes: list[str] = field(default_factory=list)
     features: object = None       # forward_features(x): a reset never changes it, so heads reuse it
     full_checked: bool = False    # model(x) == forward_head(features) confirmed once
-    share_tensors: bool = True    # fresh_copy shares the parameters and buffers (proved harmless after)
+    in_place: bool = True         # steps run on the model itself, restored before each (proved harmless after)
+    snapshot: ModuleSnapshot | None = None
 
     @property
     def numeric(self) -> bool:
@@ -76,18 +79,20 @@ def make_subject(model_name: str, device: str, input_size, config: dict) -> Rese
 
 
 def fresh_copy(subject: ResetSubject) -> nn.Module:
-    """A copy of the configured model for one step: every module object copied, the
-    parameters and buffers shared unless ``share_tensors`` is off. A reset replaces head
-    modules; a step that writes into a tensor in place is caught by check_reset_classifier
-    (_tensors_written), which then runs the check again on deep copies."""
-    if not subject.share_tensors:
+    """The configured model for one step: the subject's own model with every module's
+    attributes put back as they were before the first step (a reset replaces head modules
+    and sets attributes), or a deep copy where ``in_place`` is off. A step that writes into a
+    tensor, or leaves state restoring cannot undo, is caught by check_reset_classifier
+    (_left_behind), which then runs the check again on deep copies."""
+    if not subject.in_place:
         return copy.deepcopy(subject.model)
-    shared = {id(t): t for t in itertools.chain(subject.model.parameters(), subject.model.buffers())}
-    return copy.deepcopy(subject.model, shared)
+    if subject.snapshot is None:
+        subject.snapshot = ModuleSnapshot(subject.model)
+    return subject.snapshot.restore()
 
 
 def _tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer, non-persistent buffers included (fresh_copy shares those too)."""
+    """Every parameter and buffer, non-persistent buffers included (the steps write those too)."""
     return {**dict(model.named_parameters(remove_duplicate=False)), **dict(model.named_buffers(remove_duplicate=False))}
 
 
@@ -380,26 +385,34 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
     hypothesis-chosen N, and (0, '') where unpooled features are a capability (``unpooled``;
     None: wherever any pool is known). Returns the reset sequences it checked.
 
-    The steps run on copies that share the model's tensors (fresh_copy). Where a step wrote
-    into them, passing or failing, the model is restored and the whole check runs again on
-    deep copies, and its result (with a note naming the tensors) is the check's."""
-    if not subject.share_tensors:
+    The steps run on the model itself, restored before each (fresh_copy). Where a step
+    wrote into its tensors or left state restoring cannot undo, passing or failing, the whole
+    check runs again on deep copies of the model as it was, and that result (with a note
+    naming what was written) is the check's."""
+    if not subject.in_place:
         return _check(subject, family, max_examples, pools, unpooled)
     pristine = copy.deepcopy(subject.model)
+    subject.snapshot = ModuleSnapshot(subject.model)
     notes = list(subject.notes)
     try:
         done = _check(subject, family, max_examples, pools, unpooled)
-    except Exception:  # a failure after a step wrote into the shared tensors is decided on deep copies
-        if not _tensors_written(subject.model, pristine):
+    except Exception:  # a failure after a step changed what it must not is decided on deep copies
+        if not _left_behind(subject, pristine):
             raise
         done = None
-    written = _tensors_written(subject.model, pristine)
-    if not written:
+    left = _left_behind(subject, pristine)
+    if not left:
         return done
-    subject.model, subject.share_tensors, subject.full_checked = pristine, False, False
-    subject.notes = notes + [f"a reset step wrote into the model's tensors in place ({', '.join(written[:3])}): "
+    subject.model, subject.in_place, subject.full_checked, subject.snapshot = pristine, False, False, None
+    subject.notes = notes + [f"a reset step wrote into the model in place ({', '.join(left[:3])}): "
                              f"checked again on deep copies"]
     return _check(subject, family, max_examples, pools, unpooled)
+
+
+def _left_behind(subject: ResetSubject, pristine: nn.Module) -> list[str]:
+    """What the steps changed in the subject's model that restoring its attributes does not
+    undo: tensors written, plain state mutated below the first level. Leaves it restored."""
+    return subject.snapshot.not_restored() + _tensors_written(subject.model, pristine)
 
 
 def _check(subject: ResetSubject, family: ModelFamily, max_examples: int, pools: tuple[str, ...] | None,
