@@ -14,6 +14,10 @@ it and green on the release that fixed it (releases installed by harness.weights
   ``reset_classifier(N)``) and accepted ``catavgmax``, which doubles the width its conv_head
   was built for, leaving a model whose forward raises; 1.0.31 keeps the pool and refuses the
   width change (the limitation: issue #1561). Registered as a known issue for <1.0.31;
+- entry-point kwargs: every release from 0.9.16 through 1.0.31 leaves the tf_* EfficientNet
+  entry points' ``bn_eps`` in kwargs when a norm_layer is given, so passing back the norm_layer
+  the entry point built raises TypeError (a known issue, not fixed); with the fix planted in a
+  copy of timm (resolve_bn_args called whatever the norm_layer) the round trip passes;
 - differential outputs: that fix changed what ``vit_base_patch16_xp_224`` (norm_layer=RmsNorm)
   computes between 1.0.12 and 1.0.13: "changed since timm 1.0.12" unless declared intended
   (registry.intended_changes); 1.0.14 against 1.0.13 is unchanged.
@@ -27,7 +31,7 @@ import sys
 import pytest
 
 from harness.weights.releases import timm_release
-from tests.helpers import ROOT, run_suites
+from tests.helpers import INSTALLED, ROOT, patched_timm, run_suites
 
 # slow: runs real timm releases (pip-installed) through the suites; `nox -s historic` runs them
 pytestmark = pytest.mark.slow
@@ -127,3 +131,29 @@ def test_mobilenetv3_reset_keeps_the_pool_and_refuses_a_width_change(version, tm
             run.messages[f"test_reset_classifier[{MNV3}-global_pool_max]"])
     declared = run_suites(args, tmp_path / "declared", [timm_release(version)])
     assert set(declared.outcomes.values()) == {"xfailed"}, declared.output
+
+
+MIXNET = "tf_mixnet_s"
+ENTRY = f"test_entry_kwargs[{MIXNET}-entry_kwargs]"
+BN_EPS = "raised TypeError: EfficientNet.__init__() got an unexpected keyword argument 'bn_eps'"
+_NORM_LAYER = "norm_layer=kwargs.pop('norm_layer', None) or partial(nn.BatchNorm2d, **resolve_bn_args(kwargs)),"
+_NORM_LAYER_FIXED = ("norm_layer=(lambda bn_args: kwargs.pop('norm_layer', None) or "
+                     "partial(nn.BatchNorm2d, **bn_args))(resolve_bn_args(kwargs)),")
+
+
+@pytest.mark.parametrize("version", ["0.9.16", INSTALLED])
+def test_tf_bn_eps_left_in_kwargs_with_a_norm_layer(version, tmp_path):
+    args = ["-m", "create", "--models", MIXNET, "-k", "entry_kwargs"]
+    path = [] if version == INSTALLED else [timm_release(version)]
+    ignored = run_suites(args + ["--ignore-known-issues"], tmp_path / "ignored", path)
+    assert ignored.outcomes == {ENTRY: "failed"}, ignored.output
+    assert BN_EPS in ignored.messages[ENTRY] and "norm_layer=functools.partial(" in ignored.messages[ENTRY]
+    assert run_suites(args, tmp_path / "declared", path).outcomes == {ENTRY: "xfailed"}
+
+
+def test_tf_bn_eps_fixed_passes_and_the_stale_entry_fails(tmp_path):
+    fixed = patched_timm(tmp_path, "models/efficientnet.py", _NORM_LAYER, _NORM_LAYER_FIXED)
+    args = ["-m", "create", "--models", MIXNET, "-k", "entry_kwargs"]
+    assert run_suites(args + ["--ignore-known-issues"], tmp_path / "ignored", [fixed]).outcomes == {ENTRY: "passed"}
+    declared = run_suites(args, tmp_path / "declared", [fixed])  # strict: a known issue that passes fails
+    assert declared.outcomes == {ENTRY: "failed"}, declared.output

@@ -89,7 +89,7 @@ _MOBILENETV3_RESET = (
     "sized for the pooled width, pooling can not change it.' Found by the discovered pools"
 )
 
-# Every model of timm.models.eva# Every model of timm.models.eva (65 in 1.0.31).
+# Every model of timm.models.eva (65 in 1.0.31).
 _EVA_MODELS = "eva02_*,eva_giant_*,vit_*rope*,vit_*dinov3*,vit_pe_*,vit_*_sapiens2,vit_*_lingbot"
 _EVA_IS_CAUSAL = (
     "Eva.forward gained `attn_mask=None, is_causal=False` in 1.0.26 (commit 61a26c77, 'Improve attention mask "
@@ -138,6 +138,20 @@ _COMPAT_PICKLE_ISSUES = (
                "Bounded to 1.0.31, the newest release checked: the break is that release's own, so on a "
                "newer release the failure shows again until someone re-checks and widens the range",
         match=r"Can't get attribute 'CatBnAct'"),
+)
+
+# The EfficientNet entry points that set a TF-ported BN epsilon (kwargs.setdefault('bn_eps', ...)):
+# exactly these 35 names in 0.9.16, 1.0.28 and 1.0.31, found by building every model of
+# timm.models.efficientnet, mobilenetv3 and hardcorenas with norm_layer=nn.BatchNorm2d.
+_TF_BN_EPS_MODELS = "tf_efficientnet_*,tf_efficientnetv2_*,tf_mixnet_*,efficientnet_b[123]_pruned"
+_TF_BN_EPS = (
+    "The tf_* EfficientNet/MixNet entry points (and efficientnet_b1-b3_pruned) set kwargs.setdefault('bn_eps', "
+    "1e-3), and the _gen_* functions consume it only when no norm_layer is given: `norm_layer=kwargs.pop("
+    "'norm_layer', None) or partial(nn.BatchNorm2d, **resolve_bn_args(kwargs))` short-circuits, bn_eps stays in "
+    "kwargs and reaches EfficientNet.__init__. So create_model('tf_efficientnet_b0', norm_layer=...) raises "
+    "TypeError \"EfficientNet.__init__() got an unexpected keyword argument 'bn_eps'\" where the non-tf models "
+    "accept norm_layer (the entry-kwargs round trip passes the norm_layer the entry point built back; seen on "
+    "0.9.16, 1.0.28 and 1.0.31: not fixed)"
 )
 
 _DISTILLED = ("VisionTransformerDistilled.__init__ overwrites what the ViT base built: num_prefix_tokens = 2 and "
@@ -210,6 +224,8 @@ _SURFACE_ISSUES = (
 )
 
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + _SURFACE_ISSUES + (
+    KnownIssue(_TF_BN_EPS_MODELS, "create", "", test="test_entry_kwargs", reason=_TF_BN_EPS,
+               match=r"raised TypeError: EfficientNet.__init__\(\) got an unexpected keyword argument 'bn_eps'"),
     KnownIssue(
         "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
         reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "
