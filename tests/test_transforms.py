@@ -102,3 +102,20 @@ def test_suite_ids_skips_and_graph_break_recording(tmp_path):
     expected.update({f"test_transform[toy_tf_ckpt_unsupported-{t}]": "passed" for t in tf.CPU_TRANSFORMS})
     expected["test_transform[toy_tf_ckpt_unsupported-grad_checkpointing]"] = "skipped"
     assert run.outcomes == expected, run.output
+
+
+def test_the_float64_run_is_paid_only_where_outputs_differ(monkeypatch):
+    """Outputs equal to eager bit for bit need no budget, so the float64 forward (and the
+    float64 train step) runs only for a transform whose outputs differ at all; a planted
+    difference still gets the model's own float64 budget in its message."""
+    calls = []
+    real_outputs64, real_step = tf._outputs64, tf._train_step
+    monkeypatch.setattr(tf, "_outputs64", lambda m, x: calls.append("forward") or real_outputs64(m, x))
+    monkeypatch.setattr(tf, "_train_step", lambda m, x, seed: (calls.append(str(x.dtype)), real_step(m, x, seed))[1])
+    tf._subjects.clear()
+    for transform in ("fx_trace", "grad_checkpointing"):
+        tf.check_transform("toy_tf_ok", SIZE, transform, _record(ok=0))
+    assert calls == ["torch.float32", "torch.float32"]  # the plain and the checkpointed step, no float64
+    with pytest.raises(AssertionError, match=r"x the model's own float32 error"):
+        tf.check_transform("toy_tf_ckpt_drops_block", SIZE, "grad_checkpointing", _record(ckpt_drops_block=0))
+    assert "torch.float64" in calls
