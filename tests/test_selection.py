@@ -1,4 +1,6 @@
 """Model selection: patterns, 'all', 'smoke', --exclude, and usage errors."""
+import re
+
 import pytest
 import timm
 
@@ -74,7 +76,15 @@ def test_the_slow_scope_runs_only_with_slow(tmp_path):
     slow_ids = {line.split("::")[-1] for line in slow.output.splitlines() if "::" in line}
     assert {"test_onnx_export[resnet18-dynamo]", "test_transform[resnet18-compile_eager]",
             "test_benchmark[resnet18]"} <= slow_ids, slow.output[-2000:]
-    assert slow_ids - ids == {i for i in slow_ids if "dynamo" in i or "compile_" in i or i.startswith("test_benchmark")}
+    further = {i for i in slow_ids - ids if "global_pool_" in i}
+    assert slow_ids - ids == further | {i for i in slow_ids if "dynamo" in i or "compile_" in i
+                                        or i.startswith("test_benchmark")}
+    # pools: resnet18 has no attention pool, so the first other pool is the one the default builds
+    # as the model's own; the further ones are its create/pretrained variants and reset configs
+    kept = {re.search(r"-scratch-global_pool_(\w+)\]", i).group(1) for i in ids if re.search(r"-scratch-global_pool_\w", i)}
+    assert len(kept) == 1 and further, (kept, further)
+    assert {i.split("[")[0] for i in further} == {"test_create_variant", "test_reset_classifier"}
+    assert not any(i.endswith(f"global_pool_{pool}]") for pool in kept for i in further)
     named = run_suites(["--models", "resnet18", "-m", "benchmark or golden", "--collect-only"], tmp_path / "named")
     assert "test_benchmark[resnet18]" in named.output, named.output[-2000:]  # -m benchmark asks for the family
 
@@ -112,3 +122,24 @@ def test_slow_reasons():
     assert {f for f, _ in kept} == families and len(kept) == len(families)  # one tag per checkpoint family
     assert len({c.tag for c in cases}) > len(kept)
     assert "--slow runs it" in describe_slow_scope(3) and describe_slow_scope(3).startswith("3 cases")
+
+
+def test_further_pools_keep_the_attention_pools_and_the_first_other():
+    """The default scope builds the attention pools and the first other discovered pool as the
+    model's own; the rest go to the slow scope, for the create variants and the reset configs
+    alike (a fixed-pool family has none: its pools are not varied at all)."""
+    from harness.models.capabilities import Capabilities
+    from harness.models.variants import further_pools, head_variants
+    from harness.registry.model_families import ModelFamily
+    from harness.registry.scopes import FURTHER_POOL_REASON, slow_reason
+    caps = Capabilities(default_pool="token", pools=("avg", "avgmax", "map", "max"), attn_pools=("map",))
+    family = ModelFamily("toy")
+    assert further_pools(family, caps) == {"avgmax", "max"}
+    assert further_pools(ModelFamily("fixed", fixed_pool=True), caps) == frozenset()
+    pools = {v.id: v.further for v in head_variants(family, caps) if v.kind == "pool"}
+    assert pools == {"global_pool_avg": False, "global_pool_avgmax": True, "global_pool_map": False,
+                     "global_pool_max": True}
+    further = next(v for v in head_variants(family, caps) if v.id == "global_pool_max")
+    assert slow_reason("create", "m-scratch-global_pool_max", {"head_variant": further}) == FURTHER_POOL_REASON
+    assert slow_reason("reset_classifier", "m-global_pool_max", {"reset_config": ("c", {}, True)}) == FURTHER_POOL_REASON
+    assert slow_reason("reset_classifier", "m-global_pool_avg", {"reset_config": ("c", {}, False)}) == ""

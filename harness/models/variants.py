@@ -48,6 +48,7 @@ class HeadVariant:
     contract: str
     modes: tuple[str, ...] = ()   # load modes this variant runs in (empty: all)
     kind: str = "head"            # 'head', 'pool' (global_pool=P) or 'in_chans'
+    further: bool = False         # a pool beyond the representatives (further_pools): the slow scope
 
     @property
     def changes_head(self) -> bool:
@@ -83,11 +84,25 @@ def head_variants(family: ModelFamily, caps: Capabilities | None = None) -> list
     for key, values in head_kwargs.items():
         variants += [HeadVariant(f"{key}_{v}", MappingProxyType({key: v}), "custom") for v in values]
     if not family.fixed_pool:
+        further = further_pools(family, caps)
         variants += [HeadVariant(f"global_pool_{p}", MappingProxyType({"global_pool": p}), "classes",
-                                 _POOL_MODES, "pool") for p in caps.pools]
+                                 _POOL_MODES, "pool", p in further) for p in caps.pools]
     variants += [HeadVariant(f"in_chans_{c}", MappingProxyType({"in_chans": c}), "classes", _POOL_MODES, "in_chans")
                  for c in caps.in_chans]
     return variants
+
+
+def further_pools(family: ModelFamily, caps: Capabilities) -> frozenset[str]:
+    """The discovered pools whose own constructions (create/pretrained ``global_pool_P``, the
+    reset configs built with P) are in the slow scope: all but the representatives, which
+    are every attention pool (its own code path: the ViT ``'map '`` miss) and the first other
+    one. The default scope still builds every pool: reset_classifier switches the default
+    construction to each P and back, and compares it with create_model(global_pool=P) built
+    on the meta device."""
+    if family.fixed_pool:
+        return frozenset()
+    plain = [p for p in caps.pools if p not in caps.attn_pools]
+    return frozenset(plain[1:])
 
 
 def reset_configs(family: ModelFamily, caps: Capabilities) -> dict[str, dict]:

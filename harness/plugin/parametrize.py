@@ -23,7 +23,7 @@ from harness.checks.patch_size import patch_cases
 from harness.checks.surface import IMPORT_CHECKS
 from harness.checks.transforms import applicable as applicable_transforms
 from harness.models.discovery import REPARAM_METHODS, patch_discovery
-from harness.models.variants import LOAD_MODES, head_variants, reset_configs
+from harness.models.variants import LOAD_MODES, further_pools, head_variants, reset_configs
 from harness.plugin.collection import (
     ModelCase,
     case_capabilities,
@@ -86,9 +86,15 @@ def _create(cases: list[ModelCase], config: pytest.Config) -> list:
 def _reset(cases: list[ModelCase], config: pytest.Config) -> list:
     """The default construction, every discovered pool, the family's reset configs, and
     the same built with num_classes=0: '<model>-<config>' (e.g. 'resnet18-global_pool_max',
-    'resnet18-num_classes_0-global_pool_max')."""
-    return [pytest.param(c, (cid, kwargs), id=f"{c.model}-{cid}")
-            for c in cases for cid, kwargs in reset_configs(c.family, case_capabilities(config, c)).items()]
+    'resnet18-num_classes_0-global_pool_max'). The param is (config id, create kwargs, whether
+    the config's pool is a further one: the slow scope)."""
+    out = []
+    for c in cases:
+        caps = case_capabilities(config, c)
+        further = further_pools(c.family, caps)
+        out += [pytest.param(c, (cid, kwargs, kwargs.get("global_pool") in further), id=f"{c.model}-{cid}")
+                for cid, kwargs in reset_configs(c.family, caps).items()]
+    return out
 
 
 @parametrizer("entry_kwargs")

@@ -25,6 +25,11 @@ SLOW_CASES: dict[str, tuple[tuple[str, str], ...]] = {
 # decides the conversion path: the OpenCLIP resample miss was a family, not a tag); the others
 # are in the slow scope (harness.checks.patch_size.PatchCase.first_of_family).
 PATCH_SIZE_REASON = "a further pretrained tag of a checkpoint family already checked for this model"
+# create/pretrained global_pool_P and the reset configs built with P: the default keeps the
+# attention pools and the first other pool of each model (harness.models.variants.further_pools);
+# every pool is still built and reset into from the default construction.
+FURTHER_POOL_REASON = ("a further discovered pool built as the model's own (the attention pools and the first "
+                       "other pool stay, and reset_classifier still switches to every pool)")
 
 
 def slow_reason(family: str, param_id: str, params: dict | None = None) -> str:
@@ -32,10 +37,16 @@ def slow_reason(family: str, param_id: str, params: dict | None = None) -> str:
     for pattern, reason in SLOW_CASES.get(family, ()):
         if fnmatch.fnmatchcase(param_id, pattern):
             return reason
+    params = params or {}
     if family == "patch_size":
-        case = (params or {}).get("patch_case")
+        case = params.get("patch_case")
         if case is not None and not getattr(case, "first_of_family", True):
             return PATCH_SIZE_REASON
+    if family in ("create", "pretrained") and getattr(params.get("head_variant"), "further", False):
+        return FURTHER_POOL_REASON
+    config = params.get("reset_config")
+    if family == "reset_classifier" and isinstance(config, tuple) and len(config) > 2 and config[2]:
+        return FURTHER_POOL_REASON
     return ""
 
 
@@ -43,4 +54,5 @@ def describe_slow_scope(dropped: int) -> str:
     """One line for the run summary: ``dropped`` slow cases were deselected."""
     parts = [f"{family} {'/'.join(p for p, _ in entries)}" for family, entries in SLOW_CASES.items()]
     return (f"{dropped} cases of the slow scope are not collected (" + ", ".join(parts)
-            + ", patch_size tags beyond the first per checkpoint family): --slow runs it")
+            + ", patch_size tags beyond the first per checkpoint family, create/pretrained/reset_classifier "
+              "pools beyond the first and the attention pools): --slow runs it")
