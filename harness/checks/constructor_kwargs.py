@@ -73,35 +73,46 @@ def _outputs(model: nn.Module, x: torch.Tensor, train: bool = False) -> list[tor
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
-def _run(model: nn.Module, model_name: str, input_size, device: str, what: str) -> None:
-    """Builds and runs: (B, num_classes) where there is a classifier, finite."""
+def _run(model: nn.Module, model_name: str, input_size, device: str, what: str) -> list[torch.Tensor]:
+    """Builds and runs: (B, num_classes) where there is a classifier, finite. Returns the
+    eval-mode outputs (none on the meta device)."""
     x = (torch.empty((BATCH_SIZE, *input_size), device="meta") if device == "meta"
          else make_input(model_name, tuple(input_size), device=device))
     try:
-        out = build.meta_forward(model, x) if device == "meta" else _outputs(model, x)[0]
+        outs = None if device == "meta" else _outputs(model, x)
+        out = build.meta_forward(model, x) if device == "meta" else outs[0]
     except Exception as exc:
         raise AssertionError(f"{what}: forward raised {type(exc).__name__}: {exc}") from exc
     if out is None:
-        return
+        return []
     out = out[0] if isinstance(out, (list, tuple)) else out
     if out.shape[0] != BATCH_SIZE:
         raise AssertionError(f"{what}: output batch dim {out.shape[0]}, expected {BATCH_SIZE}")
     if getattr(model, "num_classes", 0):
         compare.assert_shape(out.shape, (BATCH_SIZE, model.num_classes), f"{what}: output")
     compare.assert_finite(out, f"{what}: output")
+    return outs or []
+
+
+@functools.lru_cache(maxsize=2)
+def _reference_outputs(model_name: str, device: str, input_size: tuple) -> tuple[list, list]:
+    """The default build's eval- and train-mode outputs (seed 0), the same for every rate a
+    model has: computed once per worker, not once per dropout kwarg."""
+    reference = model_cache.deterministic(model_name, device)
+    x = make_input(model_name, input_size, device=device)
+    return _outputs(reference, x), _outputs(reference, x, train=True)
 
 
 def check_dropout(model_name: str, device: str, input_size, case: KwargCase) -> None:
     what = _what(model_name, case.kwargs)
     model = _create(model_name, device, case.kwargs)
-    _run(model, model_name, input_size, device, what)
+    evaluated = _run(model, model_name, input_size, device, what)
     if device == "meta":
         return
-    reference = model_cache.deterministic(model_name, device)
-    x = make_input(model_name, tuple(input_size), device=device)
-    for i, (a, b) in enumerate(zip(_outputs(model, x), _outputs(reference, x))):
+    eval_ref, train_ref = _reference_outputs(model_name, device, tuple(input_size))
+    for i, (a, b) in enumerate(zip(evaluated, eval_ref)):
         compare.assert_close(a, b, f"{what}: eval-mode output {i} vs the model built without {case.name}")
-    train, train_ref = _outputs(model, x, train=True), _outputs(reference, x, train=True)
+    train = _outputs(model, make_input(model_name, tuple(input_size), device=device), train=True)
     if all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-6, atol=1e-7) for a, b in zip(train, train_ref)):
         raise AssertionError(f"{what}: train-mode output equals the model built without {case.name} "
                              f"(same seed): the rate has no effect")
