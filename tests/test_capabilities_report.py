@@ -29,3 +29,14 @@ def test_report_counts_models_per_capability(tmp_path, monkeypatch, capsys):
 def test_unknown_pattern_is_a_usage_error(capsys):
     assert report.main(["--models", "no_such_model_*"]) == 2
     assert "matches no registered model" in capsys.readouterr().err
+
+
+def test_a_kwarg_with_several_values_counts_its_model_once():
+    """pos_embed='none' and pos_embed='' are two cases of one constructor kwarg: the report
+    counts the model once under pos_embed (it listed it twice, and counted it twice)."""
+    from harness.models.capabilities import Capabilities
+    from harness.reports.capabilities_report import tally
+    caps = Capabilities(ctor_kwargs={"pos_embed_none": {"pos_embed": "none"}, "pos_embed_": {"pos_embed": ""},
+                                     "drop_rate_0.25": {"drop_rate": 0.25}})
+    rows = {name: models for section, name, models in tally({"vit": caps}) if section == "constructor kwarg"}
+    assert rows == {"pos_embed": ["vit"], "drop_rate": ["vit"]}

@@ -59,8 +59,8 @@ def tally(caps: dict[str, Capabilities]) -> list[tuple[str, str, list[str]]]:
         for name, values in c.head_kwargs.items():
             for v in values:
                 rows[("head kwarg", f"{name}={v!r}")].append(model)
-        for cid, kwargs in c.ctor_kwargs.items():
-            rows[("constructor kwarg", next(iter(kwargs)))].append(model)
+        for name in dict.fromkeys(next(iter(kwargs)) for kwargs in c.ctor_kwargs.values()):  # a kwarg once per model
+            rows[("constructor kwarg", name)].append(model)
         for chans in c.in_chans:
             rows[("input", f"in_chans={chans} (pretrained first conv adapted)")].append(model)
         if c.fixed_input_size:
