@@ -80,3 +80,35 @@ def test_suite_ids_and_structural_cases(tmp_path):
     structural = run_suites(["-p", "tests.toys.toy_meta_models", "-m", "meta_init",
                              "--models", "toy_meta_no_buffer_init", "--max-params", "10"], tmp_path)
     assert structural.returncode == 0 and set(structural.outcomes.values()) == {"passed"}, structural.output
+
+
+def test_the_float64_run_is_made_only_where_outputs_differ(monkeypatch):
+    """Loaded from the same state_dict, the meta-built model usually agrees with the normal
+    build bit for bit and needs no budget: the float64 forward is skipped. A model 1% off
+    still meets the normal build's float64 budget, and fails it."""
+    import copy
+
+    from harness.weights import model_cache
+    forwards = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            forwards.append(x.dtype)
+            return self.inner(x)
+
+    real_copy = meta_init.float64_copy
+    monkeypatch.setattr(meta_init, "float64_copy", lambda m: Counting(real_copy(m)))
+    meta_init.check_meta_init("toy_meta_ok", SIZE, "meta_to_empty", numeric=True)
+    assert forwards == []
+    reference = model_cache.deterministic("toy_meta_ok")
+    off = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in off.parameters():
+            p.mul_(1.01)
+    with pytest.raises(AssertionError, match=r"differs from the normal build: .* x the model's own float32 error"):
+        meta_init._assert_outputs(off, reference, "toy_meta_ok", SIZE, "a 1% change")
+    assert forwards == [torch.float64]
