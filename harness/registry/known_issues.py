@@ -167,6 +167,11 @@ _CONSTRUCTOR_KWARG_ISSUES = (
     KnownIssue("deit_*distilled*", "create", "", variant="*-kwarg-pos_embed_*",
                reason=_DISTILLED.format(what="pos_embed='none' / '' (a pos_embed parameter is built anyway)"),
                match=r"pos_embed is a parameter of shape"),
+    KnownIssue("coat_*", "create", "", variant="*-kwarg-attn_drop_rate_*",
+               reason="CoaT's FactorAttnConvRelPosEnc builds self.attn_drop = nn.Dropout(attn_drop) and never calls it "
+                      "(its own comment: 'Note: attn_drop is actually not used.'; factorized attention forms no "
+                      "attention matrix to drop): attn_drop_rate is accepted and has no effect (coat.py, the same in 0.9.16 and 1.0.31)",
+               match=r"attn_drop_rate=0.25\): train-mode output equals the model built without attn_drop_rate"),
     KnownIssue("deit_*distilled*", "create", "", variant="*-kwarg-no_embed_class_*",
                reason=_DISTILLED.format(what="no_embed_class=True (the pos_embed keeps the prefix positions, the "
                                              "forward adds it to the patches alone: a shape mismatch)"),
