@@ -125,7 +125,7 @@ def _assert_outputs(model: nn.Module, reference: nn.Module, model_name: str, inp
             got = compare.flatten_outputs(model(x))
         except Exception as exc:
             raise MetaInitError(f"{what}: the forward raised {_first_line(exc)}") from None
-        identical = len(got) == len(want) and all(g.shape == w.shape and torch.equal(g, w) for g, w in zip(got, want))
+        identical = compare.bitwise_equal(got, want)
         want64 = compare.flatten_outputs(ref64(x.double())) if ref64 is not None and not identical \
             else [None] * len(want)
     for i, (g, w, w64) in enumerate(zip(got, want, want64)):

@@ -397,12 +397,13 @@ def check_reset_classifier(subject: ResetSubject, family: ModelFamily, max_examp
     try:
         done = _check(subject, family, max_examples, pools, unpooled)
     except Exception:  # a failure after a step changed what it must not is decided on deep copies
-        if not _left_behind(subject, pristine):
+        left = _left_behind(subject, pristine)
+        if not left:
             raise
-        done = None
-    left = _left_behind(subject, pristine)
-    if not left:
-        return done
+    else:
+        left = _left_behind(subject, pristine)
+        if not left:
+            return done
     subject.model, subject.in_place, subject.full_checked, subject.snapshot = pristine, False, False, None
     subject.notes = notes + [f"a reset step wrote into the model in place ({', '.join(left[:3])}): "
                              f"checked again on deep copies"]

@@ -129,7 +129,7 @@ def assert_outputs(got: list[torch.Tensor], subj: Subject, what: str, result: Tr
         raise AssertionError(f"{what}: {len(got)} outputs, {against} {len(subj.outputs)}")
     for i, (g, w) in enumerate(zip(got, subj.outputs)):
         label = f"{what}: output {i}" if len(got) > 1 else f"{what}: output"
-        identical = g.shape == w.shape and torch.equal(g, w)  # no budget needed: the float64 run is skipped
+        identical = compare.bitwise_equal([g], [w])  # no budget needed: the float64 run is skipped
         ref64 = subj.outputs64[i] if not identical and subj.outputs64 is not None else None
         result.errors[label] = compare.assert_within_budget(g, w, ref64, tol, label, against)
 
@@ -375,9 +375,8 @@ def check_grad_checkpointing(model_name: str, input_size: tuple[int, ...]) -> Tr
         raise AssertionError(f"train-mode forward/backward with set_grad_checkpointing(True) raised "
                              f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}") from None
     missing = sorted(set(grads) - set(grads_ckpt))
-    identical = (not missing and len(outs) == len(outs_ckpt)
-                 and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(outs, outs_ckpt))
-                 and all(grads[n].shape == grads_ckpt[n].shape and torch.equal(grads[n], grads_ckpt[n]) for n in grads))
+    identical = (not missing and compare.bitwise_equal(outs, outs_ckpt)
+                 and compare.bitwise_equal(grads.values(), [grads_ckpt[n] for n in grads]))
     ref64 = None  # the float64 train step sets the budget, needed only where something differs at all
     if subj.model64 is not None and not identical:
         try:

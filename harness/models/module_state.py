@@ -57,9 +57,9 @@ class ModuleSnapshot:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._modules = [(m, type(m), _shallow(vars(m))) for m in model.modules()]
-        self._states = [_attribute_state(m) for m in model.modules()]
-        self._names = [name or "the model" for name, _ in model.named_modules()]
+        named = list(model.named_modules())
+        self._modules = [(m, type(m), _shallow(vars(m))) for _, m in named]
+        self._states = [(name or "the model", _attribute_state(m)) for name, m in named]
 
     def restore(self) -> nn.Module:
         """The model with every module's attributes and class as they were; returns it."""
@@ -74,5 +74,5 @@ class ModuleSnapshot:
         """The modules whose attribute state still differs after ``restore``: a plain value
         mutated in place below the first level, which restoring cannot undo."""
         self.restore()
-        return [f"attributes of {name}" for name, (m, _, _), state in zip(self._names, self._modules, self._states)
+        return [f"attributes of {name}" for (m, _, _), (name, state) in zip(self._modules, self._states)
                 if _attribute_state(m) != state]
