@@ -96,7 +96,7 @@ def test_missing_and_corrupt_files_are_clear_errors(tmp_path):
     path = golden.golden_path(tmp_path, TOY)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"\x00not a safetensors file")
-    with pytest.raises(golden.GoldenFileError, match=r"is corrupt or not a harness-golden/2 file .* Re-record"):
+    with pytest.raises(golden.GoldenFileError, match=r"is corrupt or not a harness-golden/3 file .* Re-record"):
         golden.check_golden(TOY, SIZE, tmp_path)
 
 
@@ -177,3 +177,52 @@ def test_structural_models_and_missing_cuda_skip_with_a_reason(tmp_path):
         cuda = run_suites(args + ["--device", "cuda"], tmp_path)
         assert cuda.outcomes == {"test_golden[toy_golden]": "skipped"}, cuda.output
         assert "CUDA is not available" in cuda.messages["test_golden[toy_golden]"]
+
+
+def test_bn_statistics_are_stored_one_per_layer_and_reproduce_the_record(recorded):
+    """The record's BN statistics are the layer averages, set in every channel before the
+    reference was computed: the file holds one value per statistic and comparing with them
+    reproduces the record."""
+    record = golden.load(golden.golden_path(recorded, TOY), TOY)
+    assert record.meta["bn_form"] == "layer"
+    assert sorted(record.bn_stats) == ["bn.running_mean", "bn.running_var"]
+    assert all(v.shape == (16,) and torch.equal(v, v[:1].expand(16)) for v in record.bn_stats.values())
+    from safetensors import safe_open
+    with safe_open(str(golden.golden_path(recorded, TOY)), framework="pt") as f:
+        assert f.get_tensor(golden.BN_KEY).shape == (2,)
+    assert golden.check_golden(TOY, SIZE, recorded).ok
+
+
+def test_a_model_too_noisy_with_layer_statistics_stores_every_channel(tmp_path, monkeypatch):
+    """When the layer form leaves a model over the noise gate, every channel is stored in
+    bfloat16 (and the reference computed with exactly those values)."""
+    real = golden._reference_and_noise
+    calls = []
+
+    def noisy_first(model, x, name, device):
+        ref, out32, shape, noisy = real(model, x, name, device)
+        calls.append(model.bn.running_var.clone())
+        return ref, out32, shape, ({k: 1.0 for k in noisy} if len(calls) == 1 else noisy)
+
+    monkeypatch.setattr(golden, "_reference_and_noise", noisy_first)
+    assert golden.update_golden(TOY, SIZE, tmp_path) == f"{TOY}: new"
+    record = golden.load(golden.golden_path(tmp_path, TOY), TOY)
+    assert record.meta["bn_form"] == "channel" and len(calls) == 2
+    var = record.bn_stats["bn.running_var"]
+    assert not torch.equal(var, var[:1].expand(16))                     # per channel
+    assert torch.equal(var, var.to(torch.bfloat16).float())              # bfloat16 values
+    assert torch.equal(var, calls[1])                                    # the ones the reference used
+    monkeypatch.setattr(golden, "_reference_and_noise", real)
+    assert golden.check_golden(TOY, SIZE, tmp_path).ok
+
+
+def test_missing_only_records_new_models_and_compares_recorded_ones(tmp_path, monkeypatch):
+    args = ["-p", "tests.toys.toy_golden_models", "-m", "golden", "--models", TOY, "--golden-dir", str(tmp_path / "g"),
+            "--update-golden", "--golden-missing-only"]
+    first = run_suites(args, tmp_path)
+    assert first.outcomes == {"test_golden[toy_golden]": "passed"}, first.output
+    assert "1 recorded, 1 new" in first.output
+    monkeypatch.setenv(toy_golden_models.ENV, "scale")
+    again = run_suites(args, tmp_path)   # compared, not re-recorded: the planted change fails as a mismatch
+    assert again.outcomes == {"test_golden[toy_golden]": "failed"}, again.output
+    assert "only the numbers differ" in again.messages["test_golden[toy_golden]"]

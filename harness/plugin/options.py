@@ -50,6 +50,9 @@ def add_golden_benchmark_options(group) -> None:
     """Options of the golden and benchmark families (precision, throughput settings)."""
     group.addoption("--golden-precision", default="float32", choices=("float32", "bf16", "fp16"),
                     help="golden comparison precision: float32 (TF32 off on CUDA) or bf16/fp16 autocast")
+    group.addoption("--golden-missing-only", action="store_true",
+                    help="with --update-golden: record only models without a golden file and compare the others "
+                         "(a recording of the zoo resumes where it stopped)")
     group.addoption("--bench-batch-size", type=int, default=None,
                     help="benchmark batch size (default 256 on cuda, 8 on cpu)")
     group.addoption("--bench-img-size", type=int, default=None,
