@@ -158,6 +158,42 @@ def test_a_norm_layer_built_in_its_norm_act_form_counts(model_name):
                                                             "norm_layer"))
 
 
+@pytest.mark.parametrize("model_name, layout", [
+    ("resnetv2_50d_gn", "2d"),          # default partial(GroupNormAct): a GroupNorm, whatever its name
+    ("vit_small_r26_s32_224", "last"),  # a ViT (norm_layer=None, LayerNorm) on a GroupNorm ResNet backbone
+    ("convnext_atto", "2d"),            # norm_layer=None, LayerNorm2d in the model
+    ("vit_tiny_patch16_224", "last"),
+])
+def test_picked_norms_take_the_layout_of_the_norm_the_kwarg_builds(model_name, layout):
+    """resnetv2_50d_gn was offered 'rmsnorm' (its GroupNormAct has no '2d' in its name) and
+    failed 'Given normalized_shape=[32], expected input with shape [*32]' in the random48 bench;
+    reading GroupNorm from the model instead would offer a hybrid ViT a 2d norm it cannot take."""
+    from harness.registry.capability_rules import NORM_CHOICES_2D, NORM_CHOICES_LAST
+    picked = [kw["norm_layer"] for cid, kw in gather(model_name).ctor_kwargs.items() if cid.startswith("norm_layer_")]
+    assert picked and set(picked) <= set(NORM_CHOICES_2D if layout == "2d" else NORM_CHOICES_LAST), picked
+
+
+def test_layer_scales_fixed_by_design_are_excluded_and_the_others_still_checked(monkeypatch):
+    """SwiftFormer fixes its ConvEncoder / LocalRepresentation layer scales at 1 (a table
+    entry with the reason); the value must still reach its attention blocks' layer scales."""
+    from timm.models import swiftformer
+    from harness.registry import model_families
+    case = kwarg_case("swiftformer_xs", "layer_scale_init_value_0.0123")
+    assert model_families.fixed_layer_scale("swiftformer_xs", "stages.0.blocks.0.layer_scale.gamma")
+    assert model_families.fixed_layer_scale("swiftformer_xs", "stages.3.blocks.2.layer_scale_1.gamma") is None
+    check_constructor_kwarg("swiftformer_xs", "cpu", (3, 64, 64), case)
+    monkeypatch.setattr(model_families, "FIXED_LAYER_SCALES", ())
+    with pytest.raises(AssertionError, match=r"stages\.0\.blocks\.0\.layer_scale\.gamma: values in \[1, 1\]"):
+        check_constructor_kwarg("swiftformer_xs", "cpu", (3, 64, 64), case)
+    monkeypatch.undo()
+    real = swiftformer.LayerScale2d
+    ignored = type("LayerScale2dIgnoringValue", (real,), {
+        "__init__": lambda self, dim, init_values=1e-5, **kw: real.__init__(self, dim, 1.0, **kw)})
+    monkeypatch.setattr(swiftformer, "LayerScale2d", ignored)
+    with pytest.raises(AssertionError, match=r"layer_scale_1\.gamma: values in \[1, 1\]"):
+        check_constructor_kwarg("swiftformer_xs", "cpu", (3, 64, 64), case)
+
+
 def test_constructor_kwargs_on_the_meta_device():
     for cid in ("reg_tokens_2", "pos_embed_none", "class_token_False"):
         check_constructor_kwarg(OK, "meta", SIZE, kwarg_case(OK, cid))

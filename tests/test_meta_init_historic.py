@@ -7,7 +7,8 @@
 - ``accelerate.init_empty_weights()`` (parameters on meta, buffers real, as transformers
   builds timm models): 1.0.23-1.0.24 skipped the non-persistent buffer init when a
   parameter was on meta, leaving LeViT's attention_bias_idxs as uninitialized memory
-  (timm #2661, fixed in 1.0.25 by always calling reset_parameters).
+  (timm #2661, fixed in 1.0.25 by always calling reset_parameters), which in turn broke Swin V2:
+  its tables are computed on a parameter's device (meta) and copied into the CPU buffers.
 """
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_accelerate_empty_init_buffers_need_1_0_25(version, outcome, tmp_path_fa
         assert "create_model under accelerate.init_empty_weights(), load_state_dict(assign=True): buffers unlike " \
                "the normal build's (11):" in message
         assert "stages.0.blocks.0.attn.attention_bias_idxs" in message
+
+
+@pytest.mark.parametrize("version, outcome", [("0.9.16", "passed"), ("1.0.25", "failed")])
+def test_accelerate_swinv2_tables_copied_from_a_meta_parameter_since_1_0_25(version, outcome, tmp_path_factory):
+    """The other side of the #2661 fix: 1.0.25 always fills the non-persistent buffers, and
+    Swin V2 computes its tables on a parameter's device, meta under init_empty_weights, then
+    copies them into the CPU buffers (a known issue from 1.0.25 on, shown here without it)."""
+    run = run_suites(["-m", "meta_init", "--models", "swinv2_tiny_window8_256", "-k", "accelerate",
+                      "--ignore-known-issues"], tmp_path_factory.mktemp(f"swinv2-{version}"), [timm_release(version)])
+    test = "test_meta_init[swinv2_tiny_window8_256-accelerate]"
+    assert run.outcomes == {test: outcome}, run.output
+    if outcome == "failed":
+        assert ("create_model under accelerate.init_empty_weights() raised NotImplementedError: Cannot copy out of "
+                "meta tensor; no data!") in run.messages[test]

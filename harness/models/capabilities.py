@@ -261,6 +261,37 @@ def _resolved_classes(kind: str, names: tuple[str, ...]) -> dict[str, type]:
     return out
 
 
+def _nchw_norm_name(cls: type) -> bool:
+    name = cls.__name__.lower()
+    return "norm" in name and "2d" in name
+
+
+def _norm_class(value: Any) -> type | None:
+    """The class a norm_layer default resolves to (a class, a partial of one, a timm name)."""
+    if isinstance(value, str):
+        from timm import layers
+
+        try:
+            value = layers.get_norm_layer(value)
+        except Exception:  # noqa: BLE001 - a name this release does not know
+            return None
+    if isinstance(value, functools.partial):
+        value = value.func
+    return value if isinstance(value, type) else None
+
+
+def _norm_over_channels_first(model: nn.Module, default: Any) -> bool:
+    """Whether the norm a model's norm_layer builds works on NCHW maps: read from the
+    constructor's default where it names a class (ResNetV2's partial(GroupNormAct): a GroupNorm
+    normalizes dim 1 whatever its name), else from the norms in the model named so
+    (BatchNorm2d, LayerNorm2d; not a hybrid ViT's backbone GroupNorm, which norm_layer does
+    not build)."""
+    cls = _norm_class(default)
+    if cls is not None:
+        return _nchw_norm_name(cls) or issubclass(cls, nn.GroupNorm)
+    return any(_nchw_norm_name(type(m)) for m in model.modules())
+
+
 def _picked_values(probe_rule: rules.KwargProbe, model: nn.Module, source: str, default: Any) -> list:
     value = probe_rule.values[0] if probe_rule.values else None
     present = {type(m) for m in model.modules()}
@@ -272,8 +303,7 @@ def _picked_values(probe_rule: rules.KwargProbe, model: nn.Module, source: str, 
         classes = _resolved_classes("act", rules.ACT_CHOICES)
         return [n for n, c in classes.items() if c not in present][:rules.PICK_LIMIT]
     if value == "pick_norm":
-        norms = [type(m).__name__ for m in model.modules() if "norm" in type(m).__name__.lower()]
-        choices = rules.NORM_CHOICES_2D if any("2d" in n.lower() for n in norms) else rules.NORM_CHOICES_LAST
+        choices = rules.NORM_CHOICES_2D if _norm_over_channels_first(model, default) else rules.NORM_CHOICES_LAST
         classes = _resolved_classes("norm", choices)
         return [n for n, c in classes.items() if c not in present][:rules.PICK_LIMIT]
     return list(probe_rule.values)

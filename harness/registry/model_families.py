@@ -12,6 +12,7 @@ names), refined by name patterns.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
@@ -142,6 +143,12 @@ GEOMETRY_EXCEPTIONS: tuple[GeometryException, ...] = (
                       "DLA does not pad: its IDA-up trees add upsampled lower levels to higher ones, so only "
                       "multiples of 32 fit (143x161: 'The size of tensor a (41) must match the size of tensor b "
                       "(40)')"),
+    GeometryException("nest_*", ("img_size",),
+                      "Nest asserts img_size[0] == img_size[1] in its constructor ('Model only handles square "
+                      "inputs'): its block aggregation tiles square grids only"),
+    GeometryException("tresnet_*", ("input_odd",),
+                      "TResNet's stem is SpaceToDepth(block_size=4), a view to (N, C, H/4, 4, W/4, 4): only "
+                      "multiples of 4 fit (143x161: \"shape '[2, 3, 35, 4, 40, 4]' is invalid\")"),
     GeometryException("crossvit_*", ("img_size",),
                       "CrossViT derives each branch's size as img_size x img_scale, which is a patch multiple "
                       "only at the native size (img_size=(224, 224) already fails: 325 vs 337 tokens)"),
@@ -162,3 +169,28 @@ def load_interpolation(model_name: str) -> tuple[str, bool]:
         if e.interpolation and any(fnmatch.fnmatchcase(model_name, p.strip()) for p in e.models.split(",")):
             return e.interpolation
     return ("bicubic", True)
+
+
+@dataclass(frozen=True)
+class FixedLayerScale:
+    """Layer-scale parameters a model fixes by design whatever its layer-scale init value
+    (the create family's init_value check excludes them and still checks the others)."""
+
+    models: str       # comma-separated fnmatch patterns over model names
+    params: str       # regex (re.search) over parameter names
+    reason: str
+
+
+FIXED_LAYER_SCALES: tuple[FixedLayerScale, ...] = (
+    FixedLayerScale(
+        "swiftformer_*", r"\.layer_scale\.gamma$",
+        "SwiftFormer's ConvEncoder and LocalRepresentation build LayerScale2d(dim, 1) whatever "
+        "layer_scale_init_value says (swiftformer.py; the reference implementation initialises them to ones "
+        "too); the value reaches the attention blocks' layer_scale_1 / layer_scale_2, which are checked"),
+)
+
+
+def fixed_layer_scale(model_name: str, param: str) -> FixedLayerScale | None:
+    """The entry that fixes this layer-scale parameter of this model by design, else None."""
+    return next((e for e in FIXED_LAYER_SCALES if re.search(e.params, param)
+                 and any(fnmatch.fnmatchcase(model_name, p.strip()) for p in e.models.split(","))), None)
