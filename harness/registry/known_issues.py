@@ -302,6 +302,8 @@ _EXPORT_LIMITS = (
 _EXPORT_ISSUES = tuple(KnownIssue(models, check, "", variant=variant, reason=reason, match=match)
                        for models, variant, reason, match in _EXPORT_LIMITS for check in ("onnx", "timm_utils"))
 
+_ACCELERATE_RAISED = r"create_model under accelerate\.init_empty_weights\(\) raised "
+
 KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _EXPORT_ISSUES + _CONSTRUCTOR_KWARG_ISSUES + _SURFACE_ISSUES + (
     KnownIssue(_TF_BN_EPS_MODELS, "create", "", test="test_entry_kwargs", reason=_TF_BN_EPS,
                match=r"raised TypeError: EfficientNet.__init__\(\) got an unexpected keyword argument 'bn_eps'"),
@@ -343,8 +345,7 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _EXPORT_ISSUES + 
                "unconditional ('# TODO: skip init when on meta device when safe to do so') and broke these. "
                "Bisected: 0.9.16-1.0.22 build, 1.0.25-1.0.31 fail; exactly these 34 models of 1.0.31 fail "
                "so (every model built under init_empty_weights)",
-        match=r"create_model under accelerate\.init_empty_weights\(\) raised NotImplementedError: Cannot copy out "
-              r"of meta tensor; no data!"),
+        match=_ACCELERATE_RAISED + r"NotImplementedError: Cannot copy out of meta tensor; no data!"),
     KnownIssue(
         "vit_*_r*_s*_*,vit_*_resnet*,vitamin_*,vit_base_mci_224", "meta_init", "", variant="*-accelerate",
         reason="HybridEmbed measures its backbone's output by running it on torch.zeros(1, in_chans, H, W) at "
@@ -353,8 +354,7 @@ KNOWN_ISSUES: tuple[KnownIssue, ...] = _COMPAT_PICKLE_ISSUES + _EXPORT_ISSUES + 
                "CPU, so the forward raises RuntimeError 'Tensor on device meta is not on the expected device cpu!' "
                "(the 13 ResNet hybrids on 0.9.16 and 1.0.31, ViTamin and vit_base_mci_224 on 1.0.31: exactly these "
                "27 models of 1.0.31 fail so)",
-        match=r"create_model under accelerate\.init_empty_weights\(\) raised RuntimeError: Tensor on device meta "
-              r"is not on the expected device cpu!"),
+        match=_ACCELERATE_RAISED + r"RuntimeError: Tensor on device meta is not on the expected device cpu!"),
     KnownIssue(
         "vit_*,flexivit_*", "pretrained", "<1.0.11", variant="*-pretrained_nonstrict-*",
         reason="_create_vision_transformer() passes pretrained_strict=strict itself, so a user's "
