@@ -78,9 +78,10 @@ def shard_dir(out: Path, index: int, shards: int) -> Path:
 
 
 def pytest_command(index: int, shards: int, out: Path, workers: int, extra: list[str]) -> list[str]:
-    """One shard: the sweep session's defaults (every family, crash isolation, timeouts)."""
+    """One shard: the sweep session's defaults (every family and the slow scope, crash
+    isolation, timeouts), so expected/status-all.json holds every test `nox -s sweep` runs."""
     report = shard_dir(out, index, shards)
-    return [sys.executable, "-m", "pytest", "suites", "--models", "all", "--shard", f"{index}/{shards}",
+    return [sys.executable, "-m", "pytest", "suites", "--models", "all", "--slow", "--shard", f"{index}/{shards}",
             "--durations-file", str(out / FROZEN_DURATIONS), "-n", str(workers), "--group-models", "-q", "-rfE",
             "--timeout", "900", "--max-worker-restart", "200", "--progress-every", "120",
             "--report-dir", str(report), f"--junitxml={report / 'junit.xml'}", "-o", "junit_family=xunit2", *extra]
