@@ -6,8 +6,9 @@ does not depend on the timm version, so old and new releases compare against the
 file). It holds three outputs, each the float64 reference rounded to float32:
 
 - ``logits``: ``forward_head(forward_features(x))``, (B, num_classes);
-- ``pre_logits``: ``forward_head(..., pre_logits=True)``, (B, num_features); omitted when
-  it equals the logits (models built with num_classes=0);
+- ``pre_logits``: ``forward_head(..., pre_logits=True)``, (B, num_features), sketched as
+  the features below when wider than SKETCH_DIM (8.9 MB over the zoo as float32, 1 MB
+  sketched); omitted when it equals the logits (models built with num_classes=0);
 - ``features``: ``forward_features(x)`` reduced to (B, SKETCH_DIM) by a count sketch: every
   element goes to one of SKETCH_DIM buckets with a random sign, both fixed by a seed and
   the feature size. It is independent of the layout (NCHW, NHWC, tokens), linear, and
@@ -22,8 +23,9 @@ channel before the reference is computed, so the record reproduces exactly): per
 statistics are 171 MB in float32 over the zoo's 679 numeric BN models, per-layer ones 0.4
 MB, and the layer statistic keeps every layer's scale where drawn statistics let activations
 grow. Where that leaves the model too noisy for the noise gate (levit_128s among the smoke
-models: 4% own error), every channel is stored in bfloat16 (``bn_form``: 'layer' or
-'channel'); the keys and channel counts, in order, are in the metadata (``bn_keys``).
+models: 4% own error; many EfficientNets), every channel is stored in 8 bits, else in
+bfloat16 (``bn_form``: 'layer', 'q8' or 'channel', see BN_FORMS); the keys and channel
+counts, in order, are in the metadata (``bn_keys``).
 
 Why float64 rounded to float32: the reference must be more exact than the float32 run it
 judges; rounding it to float32 costs half an ulp, far below any model's own float32 error
@@ -64,7 +66,6 @@ from harness.registry.tolerances import GOLDEN_PROFILES, Tolerance, golden_max_n
 from harness.weights.deterministic import BATCH_SIZE, fill_deterministic, make_input, seed_for, single_thread
 
 FORMAT = "harness-golden/3"   # /2: calibrated BN statistics stored; /3: one statistic per BN layer
-BN_KEY = "bn_stats"
 SKETCH_DIM = 128
 KEYS = ("logits", "pre_logits", "features")
 SUBDIR = "outputs"
@@ -136,7 +137,8 @@ def forward_outputs(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.
         logits = _tensor(model.forward_head(feats), "forward_head")
         pre = _tensor(model.forward_head(feats, pre_logits=True), "forward_head(pre_logits=True)")
         feats_t = _tensor(feats, "forward_features")
-        out = {"logits": logits.detach().cpu().double(), "pre_logits": pre.detach().cpu().double(),
+        pre = sketch(pre) if pre[0].numel() > SKETCH_DIM else pre.detach().cpu().double()
+        out = {"logits": logits.detach().cpu().double(), "pre_logits": pre,
                "features": sketch(feats_t)}
     return out, tuple(feats_t.shape)
 
@@ -180,36 +182,76 @@ def _calibrated(model_name: str, x: torch.Tensor) -> nn.Module:
 
 # How BN statistics are stored, cheapest first; a record takes the first whose model passes
 # the noise gate. 'layer': one value per statistic (the layer's mean over its channels, set in
-# every channel); 'channel': every channel, rounded to bfloat16. Either way the rounded values
-# are set before the reference is computed, so a comparison reproduces the record exactly.
-BN_FORMS = ("layer", "channel")
+# every channel); 'q8': every channel in 8 bits around the layer's value (a variance in 1/16
+# octaves around the layer's geometric mean, +-8 octaves; a mean in steps of 1/16 of the spread
+# of the layer's means, +-8 spreads): 2 bytes per channel for both statistics, half of
+# 'channel', every channel in bfloat16. The record sets the decoded values before computing the
+# reference (record: the decoder a comparison uses), so a comparison reproduces the record
+# exactly.
+BN_FORMS = ("layer", "q8", "channel")
+BN_TENSORS = ("bn_stats", "bn_scale")
+_Q8_STEPS = 16  # codes per octave (variances) / per spread (means)
 
 
-def stored_statistics(stats: dict[str, torch.Tensor], form: str) -> dict[str, torch.Tensor]:
-    """The statistics as ``form`` stores them (float32 tensors of the original shapes)."""
-    if form == "layer":
-        return {k: torch.full(v.shape, v.double().mean().item()) for k, v in stats.items()}
-    return {k: v.to(torch.bfloat16).float() for k, v in stats.items()}
-
-
-def _pack_bn(stats: dict[str, torch.Tensor], form: str) -> tuple[torch.Tensor, str]:
+def encode_statistics(stats: dict[str, torch.Tensor], form: str) -> tuple[dict[str, torch.Tensor], str]:
+    """(tensors to store, the keys with their channel counts) for ``stats`` in ``form``."""
     keys = sorted(stats)
+    if not keys:
+        return {}, ""
+    text = _pack([f"{k}:{stats[k].numel()}" for k in keys])
+    flat = [stats[k].detach().cpu().double().reshape(-1) for k in keys]
     if form == "layer":
-        values = torch.tensor([stats[k].reshape(-1)[0].item() for k in keys], dtype=torch.float32)
-    else:
-        values = torch.cat([stats[k].reshape(-1) for k in keys]).to(torch.bfloat16)
-    return values, _pack([f"{k}:{stats[k].numel()}" for k in keys]) if keys else ""
+        return {"bn_stats": torch.tensor([v.mean().item() for v in flat], dtype=torch.float32)}, text
+    if form == "channel":
+        return {"bn_stats": torch.cat(flat).to(torch.bfloat16)}, text
+    scales, codes = [], []
+    for key, v in zip(keys, flat):
+        if key.endswith("running_var"):  # around the geometric mean: variances spread over octaves
+            center = torch.tensor(v.clamp_min(1e-30).log().mean().exp().item(), dtype=torch.float32).double()
+            step = torch.tensor(1.0 / _Q8_STEPS, dtype=torch.float64)
+            code = (torch.log2(v.clamp_min(1e-30) / center) / step).round()
+        else:
+            center = torch.tensor(v.mean().item(), dtype=torch.float32).double()
+            spread = v.std().item() / _Q8_STEPS if v.numel() > 1 else 0.0
+            step = torch.tensor(spread if spread > 0 else 1.0, dtype=torch.float32).double()
+            code = ((v - center) / step).round()
+        scales.append((center.item(), step.item()))
+        codes.append(code.clamp(-128, 127).to(torch.int64) + 128)
+    return {"bn_stats": torch.cat(codes).to(torch.uint8), "bn_scale": torch.tensor(scales, dtype=torch.float32)}, text
 
 
-def _unpack_bn(values: torch.Tensor, keys: str, form: str) -> dict[str, torch.Tensor]:
+def decode_statistics(stored: dict[str, torch.Tensor], keys: str, form: str) -> dict[str, torch.Tensor]:
+    """The statistics (float32, one tensor per key) that ``encode_statistics`` stored."""
     pairs = [(k, int(n)) for k, n in (line.rsplit(":", 1) for line in _unpack(keys))]
-    want = len(pairs) if form == "layer" else sum(n for _, n in pairs)
-    if form not in BN_FORMS or values.numel() != want:
+    if not pairs:
+        return {}
+    values, counts = stored.get("bn_stats", torch.zeros(0)), [n for _, n in pairs]
+    want = {"layer": len(pairs), "channel": sum(counts), "q8": sum(counts)}.get(form)
+    if want is None or values.numel() != want:
         raise ValueError(f"bn_stats ({form!r}) holds {values.numel()} values for {len(pairs)} keys")
     if form == "layer":
         return {k: torch.full((n,), v.item()) for (k, n), v in zip(pairs, values.float())}
-    chunks = values.float().split([n for _, n in pairs])
-    return {k: c.clone() for (k, _), c in zip(pairs, chunks)}
+    if form == "channel":
+        return {k: c.clone() for (k, _), c in zip(pairs, values.float().split(counts))}
+    scale = stored.get("bn_scale", torch.zeros(0)).double()
+    if tuple(scale.shape) != (len(pairs), 2):
+        raise ValueError(f"bn_scale has shape {tuple(scale.shape)} for {len(pairs)} keys")
+    out = {}
+    for (key, _), code, (center, step) in zip(pairs, (values.to(torch.int64) - 128).double().split(counts), scale):
+        out[key] = (center * torch.pow(2.0, code * step) if key.endswith("running_var") else center + step * code).float()
+    return out
+
+
+def stored_statistics(stats: dict[str, torch.Tensor], form: str) -> dict[str, torch.Tensor]:
+    """The statistics as ``form`` stores them: what a comparison will read back."""
+    return decode_statistics(*encode_statistics(stats, form), form)
+
+
+def _encoded(stats: dict[str, torch.Tensor], form: str) -> tuple[dict[str, dict], tuple]:
+    """(the encoding, the decoded statistics): the record keeps the encoding itself, since
+    re-encoding decoded 4-bit values need not give the same bits."""
+    encoded = encode_statistics(stats, form)
+    return encoded, decode_statistics(*encoded, form)
 
 
 @dataclass
@@ -220,6 +262,7 @@ class Golden:
     tensors: dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
     bn_stats: dict[str, torch.Tensor] = field(default_factory=dict)  # the calibrated BN statistics
+    bn_encoded: tuple[dict[str, torch.Tensor], str] | None = None    # as stored (encode_statistics)
 
     @property
     def err32(self) -> dict[str, float]:
@@ -245,7 +288,7 @@ def _reference_and_noise(model: nn.Module, x: torch.Tensor, model_name: str, dev
     for key, value in ref.items():
         if not torch.isfinite(value).all():
             raise AssertionError(f"{model_name}: float64 {key} has non-finite values; nothing to record")
-    if ref["pre_logits"].shape == ref["logits"].shape and torch.equal(ref["pre_logits"], ref["logits"]):
+    if ref["pre_logits"].shape == ref["logits"].shape and torch.equal(ref["pre_logits"], ref["logits"]):  # not sketched
         del ref["pre_logits"], out32["pre_logits"]
     noisy = {k: (out32[k] - ref[k]).abs().max().item() / max(ref[k].abs().max().item(), 1e-30) for k in ref}
     return ref, out32, feat_shape, noisy
@@ -261,7 +304,7 @@ def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") ->
     calibrated = batchnorm_statistics(model)
     limit = golden_max_noise(model_name)
     for form in BN_FORMS if calibrated else BN_FORMS[:1]:
-        stats = stored_statistics(calibrated, form)
+        encoded, stats = _encoded(calibrated, form)
         set_batchnorm_statistics(model, stats)
         ref, out32, feat_shape, noisy = _reference_and_noise(model, x, model_name, device)
         too_noisy = {k: r for k, r in noisy.items() if r > limit}
@@ -287,7 +330,7 @@ def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") ->
         "features_shape": list(feat_shape), "sketch_dim": SKETCH_DIM, "err32": err32, **autocast_noise,
         "layout_sha": layout_signature(lines), "layout": _pack(lines), "bn_form": form,
     }
-    return Golden(model_name, {k: v.float().contiguous() for k, v in ref.items()}, meta, stats)
+    return Golden(model_name, {k: v.float().contiguous() for k, v in ref.items()}, meta, stats, encoded)
 
 
 # ---------------------------------------------------------------- files
@@ -304,13 +347,13 @@ def record_command(model_name: str, golden_dir: Path | None = None) -> str:
 def save(golden: Golden, path: Path) -> None:
     """Atomically: written to a temporary file in the same folder, then renamed over."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    bn_values, bn_keys = _pack_bn(golden.bn_stats, golden.meta.get("bn_form", "layer"))
+    bn_tensors, bn_keys = golden.bn_encoded or encode_statistics(golden.bn_stats, golden.meta.get("bn_form", "layer"))
     meta = {k: v if isinstance(v, str) else json.dumps(v, sort_keys=True)
             for k, v in {**golden.meta, "bn_keys": bn_keys}.items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({**golden.tensors, **({BN_KEY: bn_values} if bn_values.numel() else {})}, tmp, metadata=meta)
+        save_file({**golden.tensors, **bn_tensors}, tmp, metadata=meta)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; golden files are shared data
         os.replace(tmp, path)
     finally:
@@ -332,8 +375,9 @@ def load(path: Path, model_name: str, golden_dir: Path | None = None) -> Golden:
             raw = f.metadata() or {}
             stored = {k: f.get_tensor(k) for k in f.keys()}
         meta = {k: json.loads(v) if k in _JSON_FIELDS else v for k, v in raw.items()}
-        tensors = {k: v for k, v in stored.items() if k != BN_KEY}
-        bn_stats = _unpack_bn(stored.get(BN_KEY, torch.zeros(0)), meta.get("bn_keys", ""), meta.get("bn_form", ""))
+        tensors = {k: v for k, v in stored.items() if k not in BN_TENSORS}
+        encoded = ({k: v for k, v in stored.items() if k in BN_TENSORS}, meta.get("bn_keys", ""))
+        bn_stats = decode_statistics(*encoded, meta.get("bn_form", ""))
         if meta.get("format") != FORMAT or "logits" not in tensors or \
                 any(f"err_{p}" not in meta for p in _AUTOCAST) or "err32" not in meta:
             raise ValueError(f"format {meta.get('format')!r}, tensors {sorted(tensors)[:6]}")
@@ -341,7 +385,7 @@ def load(path: Path, model_name: str, golden_dir: Path | None = None) -> Golden:
         raise GoldenFileError(f"golden file {path} is corrupt or not a {FORMAT} file "
                               f"({type(exc).__name__}: {str(exc)[:200]}). Re-record it with:\n"
                               f"  {record_command(model_name, golden_dir)}") from None
-    return Golden(model_name, tensors, meta, bn_stats)
+    return Golden(model_name, tensors, meta, bn_stats, encoded)
 
 
 # ---------------------------------------------------------------- comparing
