@@ -195,7 +195,7 @@ def test_bn_statistics_are_stored_one_per_layer_and_reproduce_the_record(recorde
     assert golden.check_golden(TOY, SIZE, recorded).ok
 
 
-@pytest.mark.parametrize("noisy_forms, form", [(1, "q8"), (2, "channel")])
+@pytest.mark.parametrize("noisy_forms, form", [(1, "q8mixed"), (2, "q8"), (3, "channel")])
 def test_a_model_too_noisy_with_cheaper_statistics_stores_finer_ones(tmp_path, monkeypatch, noisy_forms, form):
     """When a form leaves the model over the noise gate, the next one is tried: 8 bits per
     channel, then bfloat16 per channel; the reference is computed with exactly the values a

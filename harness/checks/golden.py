@@ -182,13 +182,15 @@ def _calibrated(model_name: str, x: torch.Tensor) -> nn.Module:
 
 # How BN statistics are stored, cheapest first; a record takes the first whose model passes
 # the noise gate. 'layer': one value per statistic (the layer's mean over its channels, set in
-# every channel); 'q8': every channel in 8 bits around the layer's value (a variance in 1/16
-# octaves around the layer's geometric mean, +-8 octaves; a mean in steps of 1/16 of the spread
-# of the layer's means, +-8 spreads): 2 bytes per channel for both statistics, half of
-# 'channel', every channel in bfloat16. The record sets the decoded values before computing the
+# every channel); 'q8mixed': per layer where the layer's channels agree (variances within
+# MIXED_OCTAVES octaves, means within MIXED_SPREAD of the layer's standard deviation), else every
+# channel in 8 bits as 'q8'; 'q8': every channel in 8 bits (a variance in 1/16 octaves around the
+# layer's geometric mean, +-8 octaves; a mean in steps of 1/16 of the spread of the layer's
+# means, +-8 spreads), 2 bytes per channel, half of 'channel', every channel in bfloat16. The record sets the decoded values before computing the
 # reference (record: the decoder a comparison uses), so a comparison reproduces the record
 # exactly.
-BN_FORMS = ("layer", "q8", "channel")
+BN_FORMS = ("layer", "q8mixed", "q8", "channel")
+MIXED_OCTAVES, MIXED_SPREAD = 1.0, 0.25
 BN_TENSORS = ("bn_stats", "bn_scale")
 _Q8_STEPS = 16  # codes per octave (variances) / per spread (means)
 
@@ -205,7 +207,11 @@ def encode_statistics(stats: dict[str, torch.Tensor], form: str) -> tuple[dict[s
     if form == "channel":
         return {"bn_stats": torch.cat(flat).to(torch.bfloat16)}, text
     scales, codes = [], []
+    by_key = dict(zip(keys, flat))
     for key, v in zip(keys, flat):
+        if not _per_channel(key, form, by_key):
+            scales.append((torch.tensor(v.mean().item(), dtype=torch.float32).item(), 0.0))
+            continue
         if key.endswith("running_var"):  # around the geometric mean: variances spread over octaves
             center = torch.tensor(v.clamp_min(1e-30).log().mean().exp().item(), dtype=torch.float32).double()
             step = torch.tensor(1.0 / _Q8_STEPS, dtype=torch.float64)
@@ -226,20 +232,39 @@ def decode_statistics(stored: dict[str, torch.Tensor], keys: str, form: str) -> 
     if not pairs:
         return {}
     values, counts = stored.get("bn_stats", torch.zeros(0)), [n for _, n in pairs]
-    want = {"layer": len(pairs), "channel": sum(counts), "q8": sum(counts)}.get(form)
+    scale = stored.get("bn_scale", torch.zeros(0)).double()
+    if form in ("q8", "q8mixed") and tuple(scale.shape) != (len(pairs), 2):
+        raise ValueError(f"bn_scale has shape {tuple(scale.shape)} for {len(pairs)} keys")
+    coded = [n if form in ("q8", "q8mixed") and step > 0 else 0 for (_, n), (_, step) in zip(pairs, scale.tolist())]
+    want = {"layer": len(pairs), "channel": sum(counts), "q8": sum(coded), "q8mixed": sum(coded)}.get(form)
     if want is None or values.numel() != want:
         raise ValueError(f"bn_stats ({form!r}) holds {values.numel()} values for {len(pairs)} keys")
     if form == "layer":
         return {k: torch.full((n,), v.item()) for (k, n), v in zip(pairs, values.float())}
     if form == "channel":
         return {k: c.clone() for (k, _), c in zip(pairs, values.float().split(counts))}
-    scale = stored.get("bn_scale", torch.zeros(0)).double()
-    if tuple(scale.shape) != (len(pairs), 2):
-        raise ValueError(f"bn_scale has shape {tuple(scale.shape)} for {len(pairs)} keys")
     out = {}
-    for (key, _), code, (center, step) in zip(pairs, (values.to(torch.int64) - 128).double().split(counts), scale):
-        out[key] = (center * torch.pow(2.0, code * step) if key.endswith("running_var") else center + step * code).float()
+    for (key, n), code, (center, step) in zip(pairs, (values.to(torch.int64) - 128).double().split(coded), scale):
+        if step == 0:
+            out[key] = torch.full((n,), center.item())
+        else:
+            out[key] = (center * torch.pow(2.0, code * step) if key.endswith("running_var")
+                        else center + step * code).float()
     return out
+
+
+def _per_channel(key: str, form: str, stats: dict[str, torch.Tensor]) -> bool:
+    """Whether a quantized form stores this statistic per channel (its step is then > 0;
+    a statistic stored per layer has step 0)."""
+    if form == "q8":
+        return True
+    var = stats.get(key.rsplit(".", 1)[0] + ".running_var")
+    if var is None or var.numel() < 2:
+        return False
+    if key.endswith("running_var"):
+        positive = var.clamp_min(1e-30)
+        return (positive.max() / positive.min()).log2().item() > MIXED_OCTAVES
+    return stats[key].std().item() > MIXED_SPREAD * var.mean().clamp_min(1e-30).sqrt().item()
 
 
 def stored_statistics(stats: dict[str, torch.Tensor], form: str) -> dict[str, torch.Tensor]:
