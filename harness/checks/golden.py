@@ -23,9 +23,9 @@ channel before the reference is computed, so the record reproduces exactly): per
 statistics are 171 MB in float32 over the zoo's 679 numeric BN models, per-layer ones 0.4
 MB, and the layer statistic keeps every layer's scale where drawn statistics let activations
 grow. Where that leaves the model too noisy for the noise gate (levit_128s among the smoke
-models: 4% own error; many EfficientNets), every channel is stored in 8 bits, else in
-bfloat16 (``bn_form``: 'layer', 'q8' or 'channel', see BN_FORMS); the keys and channel
-counts, in order, are in the metadata (``bn_keys``).
+models: 4% own error; many EfficientNets), finer forms follow (``bn_form``: 'layer',
+'q8mixed', 'q8' or 'channel', see BN_FORMS); the keys and channel counts, in order, are in
+the metadata (``bn_keys``).
 
 Why float64 rounded to float32: the reference must be more exact than the float32 run it
 judges; rounding it to float32 costs half an ulp, far below any model's own float32 error
@@ -186,12 +186,13 @@ def _calibrated(model_name: str, x: torch.Tensor) -> nn.Module:
 # MIXED_OCTAVES octaves, means within MIXED_SPREAD of the layer's standard deviation), else every
 # channel in 8 bits as 'q8'; 'q8': every channel in 8 bits (a variance in 1/16 octaves around the
 # layer's geometric mean, +-8 octaves; a mean in steps of 1/16 of the spread of the layer's
-# means, +-8 spreads), 2 bytes per channel, half of 'channel', every channel in bfloat16. The record sets the decoded values before computing the
-# reference (record: the decoder a comparison uses), so a comparison reproduces the record
-# exactly.
+# means, +-8 spreads), 2 bytes per channel; 'channel': every channel in bfloat16, 4 bytes. The
+# record sets the decoded values before computing the reference (decoded by the decoder a
+# comparison uses), so a comparison reproduces the record exactly.
 BN_FORMS = ("layer", "q8mixed", "q8", "channel")
 MIXED_OCTAVES, MIXED_SPREAD = 1.0, 0.25
 BN_TENSORS = ("bn_stats", "bn_scale")
+_QUANTIZED = ("q8mixed", "q8")  # the forms with a per-statistic (center, step) in bn_scale
 _Q8_STEPS = 16  # codes per octave (variances) / per spread (means)
 
 
@@ -233,10 +234,10 @@ def decode_statistics(stored: dict[str, torch.Tensor], keys: str, form: str) -> 
         return {}
     values, counts = stored.get("bn_stats", torch.zeros(0)), [n for _, n in pairs]
     scale = stored.get("bn_scale", torch.zeros(0)).double()
-    if form in ("q8", "q8mixed") and tuple(scale.shape) != (len(pairs), 2):
+    if form in _QUANTIZED and tuple(scale.shape) != (len(pairs), 2):
         raise ValueError(f"bn_scale has shape {tuple(scale.shape)} for {len(pairs)} keys")
-    coded = [n if form in ("q8", "q8mixed") and step > 0 else 0 for (_, n), (_, step) in zip(pairs, scale.tolist())]
-    want = {"layer": len(pairs), "channel": sum(counts), "q8": sum(coded), "q8mixed": sum(coded)}.get(form)
+    coded = [n if form in _QUANTIZED and step > 0 else 0 for (_, n), (_, step) in zip(pairs, scale.tolist())]
+    want = {"layer": len(pairs), "channel": sum(counts), **dict.fromkeys(_QUANTIZED, sum(coded))}.get(form)
     if want is None or values.numel() != want:
         raise ValueError(f"bn_stats ({form!r}) holds {values.numel()} values for {len(pairs)} keys")
     if form == "layer":
@@ -267,14 +268,10 @@ def _per_channel(key: str, form: str, stats: dict[str, torch.Tensor]) -> bool:
     return stats[key].std().item() > MIXED_SPREAD * var.mean().clamp_min(1e-30).sqrt().item()
 
 
-def stored_statistics(stats: dict[str, torch.Tensor], form: str) -> dict[str, torch.Tensor]:
-    """The statistics as ``form`` stores them: what a comparison will read back."""
-    return decode_statistics(*encode_statistics(stats, form), form)
-
-
-def _encoded(stats: dict[str, torch.Tensor], form: str) -> tuple[dict[str, dict], tuple]:
-    """(the encoding, the decoded statistics): the record keeps the encoding itself, since
-    re-encoding decoded 4-bit values need not give the same bits."""
+def _encoded(stats: dict[str, torch.Tensor], form: str) -> tuple[tuple[dict[str, torch.Tensor], str],
+                                                                  dict[str, torch.Tensor]]:
+    """(the encoding, the decoded statistics: what a comparison reads back). The record keeps
+    the encoding itself, since re-encoding decoded 8-bit values need not give the same bits."""
     encoded = encode_statistics(stats, form)
     return encoded, decode_statistics(*encoded, form)
 

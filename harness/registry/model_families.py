@@ -158,7 +158,7 @@ GEOMETRY_EXCEPTIONS: tuple[GeometryException, ...] = (
 def geometry_exception(model_name: str, case_kind: str) -> GeometryException | None:
     """The first entry excusing this case kind for this model, else None."""
     for e in GEOMETRY_EXCEPTIONS:
-        if case_kind in e.cases and any(fnmatch.fnmatchcase(model_name, p.strip()) for p in e.models.split(",")):
+        if case_kind in e.cases and _matches(model_name, e.models):
             return e
     return None
 
@@ -166,7 +166,7 @@ def geometry_exception(model_name: str, case_kind: str) -> GeometryException | N
 def load_interpolation(model_name: str) -> tuple[str, bool]:
     """(mode, antialias) the checkpoint loader resamples pos_embed with."""
     for e in GEOMETRY_EXCEPTIONS:
-        if e.interpolation and any(fnmatch.fnmatchcase(model_name, p.strip()) for p in e.models.split(",")):
+        if e.interpolation and _matches(model_name, e.models):
             return e.interpolation
     return ("bicubic", True)
 
@@ -192,5 +192,10 @@ FIXED_LAYER_SCALES: tuple[FixedLayerScale, ...] = (
 
 def fixed_layer_scale(model_name: str, param: str) -> FixedLayerScale | None:
     """The entry that fixes this layer-scale parameter of this model by design, else None."""
-    return next((e for e in FIXED_LAYER_SCALES if re.search(e.params, param)
-                 and any(fnmatch.fnmatchcase(model_name, p.strip()) for p in e.models.split(","))), None)
+    return next((e for e in FIXED_LAYER_SCALES if re.search(e.params, param) and _matches(model_name, e.models)),
+                None)
+
+
+def _matches(model_name: str, patterns: str) -> bool:
+    """Whether a comma-separated list of fnmatch patterns (an exception's ``models``) names the model."""
+    return any(fnmatch.fnmatchcase(model_name, p.strip()) for p in patterns.split(","))
