@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the harness's pure-stdlib sweep defaults
+from harness.plugin.sweep_defaults import with_sweep_defaults  # noqa: E402
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True  # torch is large; the candidate is re-pinned every run
@@ -247,15 +251,6 @@ def _split_sweep_args(posargs: list[str]) -> tuple[str | None, list[str]]:
     return (found["--candidate"][-1] if found["--candidate"] else None), rest
 
 
-def _default_max_rss_gb() -> str:
-    """Per-test memory limit: 80% of the machine's memory shared by the workers."""
-    try:
-        kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
-    except (OSError, StopIteration):
-        return "16"
-    return f"{0.8 * kb / 1024 ** 2 / max(int(WORKERS), 1):.1f}"
-
-
 @nox.session
 def sweep(session: nox.Session) -> None:
     """Every check family over every registered model (numeric under --max-params,
@@ -268,13 +263,7 @@ def sweep(session: nox.Session) -> None:
     _install_harness(session)
     if candidate:
         _install_candidate(session, candidate)
-    defaults = {"--models": ["--models", "all"], "--slow": ["--slow"], "--timeout": ["--timeout", "900"],
-                "--max-rss-gb": ["--max-rss-gb", os.environ.get("HARNESS_MAX_RSS_GB", _default_max_rss_gb())],
-                "--max-worker-restart": ["--max-worker-restart", "200"], "--progress-every": ["--progress-every", "60"],
-                "--report-dir": ["--report-dir", "reports"], "--junitxml": ["--junitxml=reports/junit.xml"]}
-    for option, value in defaults.items():
-        if not any(a == option or a.startswith(option + "=") for a in pytest_args):
-            pytest_args = [*value, *pytest_args]
+    pytest_args = with_sweep_defaults(pytest_args, int(WORKERS))
     session.run("python", "-m", "pytest", "suites", "-n", WORKERS, "--group-models", "-q", "-rfE",
                 "-o", "junit_family=xunit2", *pytest_args)
 

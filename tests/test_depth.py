@@ -158,6 +158,18 @@ def test_a_norm_layer_built_in_its_norm_act_form_counts(model_name):
                                                             "norm_layer"))
 
 
+@pytest.mark.parametrize("model_name", ["resnetv2_50d_evos", "resnetv2_50d_frn"])
+def test_act_layer_on_a_model_whose_norms_carry_the_nonlinearity_only_builds_and_runs(model_name):
+    """EvoNorm S0 and FRN+TLU hold no activation module: act_layer has nothing to replace (the
+    zoo's shard 2 failed resnetv2_50d_evos on 'no SiLU module'). The toy whose default holds a
+    GELU and ignores act_layer still fails (test_constructor_kwargs_catch_planted_bug)."""
+    from harness.checks.constructor_kwargs import _has_activation, check_module
+    from harness.models import build
+    assert not _has_activation(build.create(model_name, device="meta"))
+    assert _has_activation(build.create("resnetv2_50d", device="meta"))
+    check_module(model_name, "meta", (3, 64, 64), KwargCase("act_layer_silu", {"act_layer": "silu"}, "act_layer"))
+
+
 @pytest.mark.parametrize("model_name, layout", [
     ("resnetv2_50d_gn", "2d"),          # default partial(GroupNormAct): a GroupNorm, whatever its name
     ("vit_small_r26_s32_224", "last"),  # a ViT (norm_layer=None, LayerNorm) on a GroupNorm ResNet backbone

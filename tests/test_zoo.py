@@ -97,3 +97,14 @@ def test_a_plan_that_does_not_fit_is_refused(tmp_path, capsys, edit, message):
     shards = 3 if "not 3" in message else 2
     assert zoo.main(_args(tmp_path, shards=shards) + ["--merge-only"], models=_toys) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_shard_runs_with_every_sweep_default_and_its_own_models(tmp_path):
+    """The zoo records what `nox -s sweep` runs: the slow scope, timeouts, restarts, the memory
+    guard (one table, harness/plugin/sweep_defaults.py, for both)."""
+    from harness.plugin.sweep_defaults import sweep_defaults
+    command = zoo.pytest_command(["toy_a", "toy_b"], tmp_path / "shard", 2, [])
+    for option in sweep_defaults(2):
+        assert any(a == option or a.startswith(option + "=") for a in command), option
+    assert "--slow" in command and command[command.index("--models") + 1] == "toy_a,toy_b"
+    assert command.count("--models") == 1 and command[command.index("--report-dir") + 1] == str(tmp_path / "shard")

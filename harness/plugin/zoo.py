@@ -35,6 +35,7 @@ from typing import Callable
 import timm
 
 from harness.plugin.sharding import DEFAULT_DURATIONS, assign, read_durations
+from harness.plugin.sweep_defaults import with_sweep_defaults
 from harness.registry.paths import EXPECTED_DIR, ROOT
 from harness.registry.test_ids import model_of
 from harness.reports import expected_status
@@ -145,11 +146,12 @@ def shard_dir(out: Path, index: int, shards: int) -> Path:
 
 def pytest_command(models: list[str], report: Path, workers: int, extra: list[str]) -> list[str]:
     """One shard: the sweep session's defaults (every family and the slow scope, crash
-    isolation, timeouts), so expected/status-all.json holds every test `nox -s sweep` runs."""
-    return [sys.executable, "-m", "pytest", "suites", "--models", ",".join(models), "--slow", "-n", str(workers),
-            "--group-models", "-q", "-rfE", "--timeout", "900", "--max-worker-restart", "200",
-            "--progress-every", "120", "--report-dir", str(report), f"--junitxml={report / 'junit.xml'}",
-            "-o", "junit_family=xunit2", *extra]
+    isolation, timeouts, the memory guard), so expected/status-all.json holds every test
+    `nox -s sweep` runs."""
+    own = ["--models", ",".join(models), "--progress-every", "120", "--report-dir", str(report),
+           f"--junitxml={report / 'junit.xml'}"]
+    return [sys.executable, "-m", "pytest", "suites", "-n", str(workers), "--group-models", "-q", "-rfE",
+            "-o", "junit_family=xunit2", *with_sweep_defaults(own, workers), *extra]
 
 
 def run_shard(index: int, plan: dict, out: Path, workers: int, extra: list[str]) -> dict:
