@@ -1,7 +1,7 @@
 """golden: the deterministic model's logits, pre-logits and (sketched) features on the
 seeded input match the recorded float64 reference within the model's own float32 noise
 (harness/checks/golden.py). ``--update-golden`` records instead (a record whose values CHANGED
-only with ``--accept-golden-changes``; a model too noisy to record fails; with
+only with ``--accept-golden-changes``; a model too noisy for float32 is recorded for a float64 comparison; with
 ``--golden-missing-only`` a model that has a file is compared, not re-recorded); ``--golden-precision``
 picks float32 or bf16/fp16 autocast, each with its own tolerance profile."""
 import pytest

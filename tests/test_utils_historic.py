@@ -6,6 +6,9 @@
 - ONNX helper, dynamo exporter: torch 2.9 removed ``torch.onnx.dynamo_export`` /
   ``ExportOptions``; timm <= 1.0.30 still used them for ``use_dynamo=True`` (fixed in 1.0.31
   with ``torch.onnx.export(dynamo=True, dynamic_shapes=...)``).
+- ONNX helper on ConViT: 1.0.31 made GPSA.rel_indices a buffer, and onnx_export's warm-up
+  forward under inference_mode (since 1.0.17) leaves an inference tensor in it, so the TorchScript
+  export raises 'Inference tensors cannot be saved for backward' (found by the zoo; 1.0.30 exports).
 - Training checkpoints: torch 2.6 made ``torch.load(weights_only=True)`` the default; timm
   <= 1.0.8 called ``torch.load`` without it in resume_checkpoint / load_checkpoint, so the
   ``argparse.Namespace`` train.py stores in every checkpoint is refused (UnpicklingError),
@@ -75,3 +78,25 @@ def test_training_checkpoints_need_weights_only_handling_from_1_0_9(version, out
             assert (f"resume_checkpoint(model, train_checkpoint.pth.tar written by timm {writer}, optimizer=...) "
                     f"raised UnpicklingError") in run.messages[test]
             assert "argparse.Namespace was not an allowed global" in run.messages[test]
+
+
+@pytest.mark.parametrize("version, outcome, message", [
+    ("1.0.30", "failed", "timm.utils.onnx.onnx_export(use_dynamo=False): timm's onnx_forward at batch 3 (exported at "
+                         "batch 1) raised Fail: [ONNXRuntimeError]"),
+    (INSTALLED, "xfailed", "timm.utils.onnx.onnx_export(use_dynamo=False) raised in module blocks.0.attn.pos_proj: "
+                           "RuntimeError: Inference tensors cannot be saved for backward"),
+])
+def test_onnx_helper_on_convit_fails_one_way_on_1_0_30_and_another_on_1_0_31(version, outcome, message,
+                                                                            tmp_path_factory):
+    """1.0.30's plain rel_indices attribute is traced as a constant of the export's batch (1), so the
+    graph fails at batch 3; 1.0.31's buffer makes the batch dynamic for torch.onnx.export (the onnx
+    family passes) but onnx_export's inference_mode warm-up now breaks the helper (a known issue)."""
+    path = [] if version == INSTALLED else [timm_release(version)]
+    args = ["-m", "timm_utils", "--models", "convit_tiny", "-k", "onnx_export and torchscript"]
+    run = run_suites(args, tmp_path_factory.mktemp(f"convit-{version}"), path)
+    test = "test_timm_onnx_export[convit_tiny-torchscript]"
+    assert run.outcomes == {test: outcome}, run.output
+    bare = run if outcome == "failed" else run_suites(args + ["--ignore-known-issues"],
+                                                      tmp_path_factory.mktemp("convit-bare"), path)
+    assert bare.outcomes == {test: "failed"}, bare.output
+    assert message in bare.messages[test]

@@ -80,6 +80,11 @@ def test_record_replaces_the_models_it_ran_and_keeps_the_others(tmp_path):
     zoo.record(_results("toy_a", "passed", timm.__version__), status, durations)  # rerun: a's entry replaced
     data = json.loads(status.read_text())
     assert sorted(data["status"].values()) == ["passed", "passed"] and data["messages"] == {}
+    other = _results("toy_b", "failed", timm.__version__)
+    other.tests = {t.replace("default", "pretrained"): r for t, r in other.tests.items()}
+    zoo.record(other, status, None, whole_models=False)  # a rerun of one test: toy_b's other test is kept
+    data = json.loads(status.read_text())
+    assert sorted(data["status"].values()) == ["failed", "passed", "passed"] and len(data["messages"]) == 1
     zoo.record(_results("toy_c", "passed", "0.0.1"), status, durations)  # another release: a new file
     assert [t.split("[")[1].split("-")[0] for t in json.loads(status.read_text())["status"]] == ["toy_c"]
 

@@ -192,20 +192,28 @@ def merged(out: Path, state: dict, shards: int) -> Results:
     return total
 
 
-def record(results: Results, status_path: Path = ALL_STATUS, durations_path: Path = DEFAULT_DURATIONS) -> None:
+def record(results: Results, status_path: Path = ALL_STATUS, durations_path: Path | None = DEFAULT_DURATIONS,
+           whole_models: bool = True) -> None:
     """Merge the results into expected/status-all.json (their models' entries replaced, every
-    other model's kept, when the file is of the same timm and torch) and into the per-model
+    other model's kept, when the file is of the same timm and torch; with ``whole_models``
+    False, only the tests the results hold: a rerun of some tests) and into the per-model
     durations. Failure messages are kept, cut short, so the zoo can be reviewed anywhere."""
     fresh = expected_status.record(results, "all")
     old = _status_of_release(status_path, results.meta) or {"status": {}, "messages": {}}
     ran = set(results.models())
-    keep = {t: s for t, s in old["status"].items() if model_of(t) not in ran}
-    messages = {t: m for t, m in (old.get("messages") or {}).items() if model_of(t) not in ran}
+
+    def replaced(test: str) -> bool:
+        return model_of(test) in ran if whole_models else test in results.tests
+
+    keep = {t: s for t, s in old["status"].items() if not replaced(t)}
+    messages = {t: m for t, m in (old.get("messages") or {}).items() if not replaced(t)}
     messages.update({t: r.message[:MESSAGE_CHARS] for t, r in results.tests.items()
                      if r.outcome in ("failed", "known issue") and r.message})
     fresh.update(selection="all", status=dict(sorted({**keep, **fresh["status"]}.items())),
                  messages=dict(sorted(messages.items())))
     status_path.write_text(json.dumps(fresh, indent=1) + "\n")
+    if durations_path is None:
+        return
     durations = read_durations(durations_path)
     per_model: dict[str, float] = {}
     for r in results.tests.values():
@@ -243,7 +251,15 @@ def main(argv: list[str], models: Callable[[], list[str]] = registered_models) -
     parser.add_argument("--status-file", type=Path, default=ALL_STATUS, help="default expected/status-all.json")
     parser.add_argument("--commit", action="store_true", help="with --record: git commit them after each shard")
     parser.add_argument("--merge-only", action="store_true", help="run nothing: merge the shards finished here")
+    parser.add_argument("--patch", type=Path, default=None, metavar="RESULTS",
+                        help="run nothing: merge the tests of a rerun's results.json into --status-file, test by "
+                             "test (after a fix or a new known issue)")
     args = parser.parse_args(argv)
+    if args.patch is not None:
+        patch = load(args.patch)
+        record(patch, args.status_file, None, whole_models=False)
+        print(f"{args.status_file}: {len(patch.tests)} tests of {len(patch.models())} models replaced")
+        return 0
     try:
         plan = load_plan(args.plan, args.shards, args.durations, models())
         state = read_state(args.out)
