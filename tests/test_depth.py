@@ -173,6 +173,7 @@ def test_act_layer_on_a_model_whose_norms_carry_the_nonlinearity_only_builds_and
 @pytest.mark.parametrize("model_name, layout", [
     ("resnetv2_50d_gn", "2d"),          # default partial(GroupNormAct): a GroupNorm, whatever its name
     ("vit_small_r26_s32_224", "last"),  # a ViT (norm_layer=None, LayerNorm) on a GroupNorm ResNet backbone
+    ("vit_base_mci_224", "last"),       # a ViT on a BatchNorm2d conv stem (the zoo's shard 11 offered it layernorm2d)
     ("convnext_atto", "2d"),            # norm_layer=None, LayerNorm2d in the model
     ("vit_tiny_patch16_224", "last"),
 ])

@@ -284,12 +284,19 @@ def _norm_over_channels_first(model: nn.Module, default: Any) -> bool:
     """Whether the norm a model's norm_layer builds works on NCHW maps: read from the
     constructor's default where it names a class (ResNetV2's partial(GroupNormAct): a GroupNorm
     normalizes dim 1 whatever its name), else from the norms in the model named so
-    (BatchNorm2d, LayerNorm2d; not a hybrid ViT's backbone GroupNorm, which norm_layer does
-    not build)."""
+    (BatchNorm2d, LayerNorm2d), outside a hybrid ViT's patch embedding, which norm_layer does
+    not build."""
     cls = _norm_class(default)
     if cls is not None:
         return _nchw_norm_name(cls) or issubclass(cls, nn.GroupNorm)
-    return any(_nchw_norm_name(type(m)) for m in model.modules())
+    return any(_nchw_norm_name(type(m)) for name, m in model.named_modules() if not _in_patch_embed(name))
+
+
+def _in_patch_embed(name: str) -> bool:
+    """A hybrid ViT's embedding backbone (HybridEmbed, MobileCLIP's conv stem) is not built by
+    the ViT's norm_layer: vit_base_mci_224's BatchNorm2d stem made the zoo offer its token
+    blocks 'layernorm2d' (shard 11)."""
+    return name == "patch_embed" or name.startswith("patch_embed.")
 
 
 def _picked_values(probe_rule: rules.KwargProbe, model: nn.Module, source: str, default: Any) -> list:
