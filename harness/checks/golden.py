@@ -310,9 +310,9 @@ class Golden:
     def noise(self, precision: str) -> dict[str, float]:
         """The model's own error per key at ``precision`` (float32 or float64, or bf16/fp16
         autocast), measured against the float64 reference when recording."""
-        if precision in ("float32", "float64"):
-            return self.meta.get("err64", {}) if precision == "float64" else self.err32
-        return self.meta.get(f"err_{precision}", {})
+        if precision == "float32":
+            return self.err32
+        return self.meta.get("err64" if precision == "float64" else f"err_{precision}", {})
 
     @property
     def layout(self) -> list[str]:
@@ -357,23 +357,21 @@ def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") ->
     lines = layout_lines(model)
     calibrated = batchnorm_statistics(model)
     limit = golden_max_noise(model_name)
-    tried: dict[str, float] = {}
+    tried: dict[str, tuple] = {}  # form -> (encoded, stats, ref, out32, features shape)
     for form in BN_FORMS if calibrated else BN_FORMS[:1]:
         encoded, stats = _encoded(calibrated, form)
         set_batchnorm_statistics(model, stats)
         ref, out32, feat_shape, noisy = _reference_and_noise(model, x, model_name, device)
+        tried[form] = (encoded, stats, ref, out32, feat_shape)
         too_noisy = {k: r for k, r in noisy.items() if r > limit}
-        tried[form] = max(v.abs().max().item() for v in ref.values())
         if not too_noisy:
             break
-    err32 = {k: (out32[k] - ref[k]).abs().max().item() for k in ref}
     float64 = {}
     if too_noisy:  # float32 cannot judge this model: it is compared in float64
-        form = float64_form(tried)
-        encoded, stats = _encoded(calibrated, form)
-        set_batchnorm_statistics(model, stats)
-        ref, out32, feat_shape, _ = _reference_and_noise(model, x, model_name, device)
-        err32 = {k: (out32[k] - ref[k]).abs().max().item() for k in ref}
+        magnitudes = {f: max(v.abs().max().item() for v in t[2].values()) for f, t in tried.items()}
+        form = float64_form(magnitudes)
+        encoded, stats, ref, out32, feat_shape = tried[form]
+        set_batchnorm_statistics(model, stats)  # the autocast runs below use the chosen form
         err64 = {k: (ref[k].float().double() - ref[k]).abs().max().item() for k in ref}  # the stored rounding
         still = {k: e / max(ref[k].abs().max().item(), 1e-30) for k, e in err64.items()}
         if any(r > limit for r in still.values()):
@@ -383,7 +381,8 @@ def record(model_name: str, input_size: tuple[int, ...], device: str = "cpu") ->
                 + f" of max|reference| (limit {limit:g}), and even the float32 rounding of its float64 "
                 f"reference is over the limit. Register a GoldenNoiseAllowance with the reason in "
                 f"harness/registry/tolerances.py if this noise is the model's own")
-        float64 = {"compare_dtype": "float64", "err64": err64, "form_magnitudes": tried}
+        float64 = {"compare_dtype": "float64", "err64": err64, "form_magnitudes": magnitudes}
+    err32 = {k: (out32[k] - ref[k]).abs().max().item() for k in ref}
     autocast_noise = {}
     for precision in _AUTOCAST:  # the model's own autocast noise on this device: the autocast budgets' scale
         with precision_context(device, precision):

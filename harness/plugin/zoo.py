@@ -34,6 +34,7 @@ from typing import Callable
 
 import timm
 
+from harness.models.selection import resolve_models
 from harness.plugin.sharding import DEFAULT_DURATIONS, assign, read_durations
 from harness.plugin.sweep_defaults import with_sweep_defaults
 from harness.registry.paths import EXPECTED_DIR, ROOT
@@ -53,7 +54,8 @@ class ZooError(Exception):
 
 
 def registered_models() -> list[str]:
-    return sorted(timm.list_models())
+    """What ``--models all`` selects: the zoo plans exactly the sweep's selection."""
+    return resolve_models("all")
 
 
 def _versions() -> dict[str, str]:
@@ -256,8 +258,12 @@ def main(argv: list[str], models: Callable[[], list[str]] = registered_models) -
                              "test (after a fix or a new known issue)")
     args = parser.parse_args(argv)
     if args.patch is not None:
-        patch = load(args.patch)
-        record(patch, args.status_file, None, whole_models=False)
+        patch = load(args.patch)  # a missing or foreign file: load's own clear error
+        try:
+            record(patch, args.status_file, None, whole_models=False)
+        except ValueError as exc:  # a status file that is not one
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"{args.status_file}: {len(patch.tests)} tests of {len(patch.models())} models replaced")
         return 0
     try:
